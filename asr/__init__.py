@@ -1,0 +1,1 @@
+"""DeepSpeech2 CTC speech recognition: features, model, decoding, metrics."""

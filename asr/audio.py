@@ -1,0 +1,94 @@
+"""Audio loading and log-mel features.
+
+Everything downstream sees 16 kHz mono float32 in [-1, 1]. Features are 80
+log-mel energies per 10 ms frame from a 25 ms Hann window, normalised per
+utterance: each mel channel gets zero mean and unit variance over the frames of
+that utterance. Per-utterance normalisation removes recording gain and channel
+colouring (a quiet microphone, a telephone line) without a dataset statistics
+file that would have to travel with the model, and it behaves the same at
+training and inference time.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16000  # Hz
+WIN_LENGTH = 400  # samples = 25 ms
+HOP_LENGTH = 160  # samples = 10 ms
+N_FFT = 512  # samples; next power of two above WIN_LENGTH
+F_MIN = 20.0  # Hz; below this there is no speech, and the lowest mel filters would be empty
+F_MAX = 7600.0  # Hz; keeps the top filter off the Nyquist edge that 8 kHz audio upsampled lacks
+LOG_FLOOR = 1e-6  # added before the log so silence gives a finite value
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+
+
+class AudioError(Exception):
+    """An audio file that cannot be used; the message names the file and the reason."""
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """Read any soundfile-supported file as 16 kHz mono float32, shape (samples,)."""
+    path = Path(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
+    except Exception as e:  # soundfile raises several types for corrupt or unknown files
+        raise AudioError(f"{path}: cannot decode audio ({e})") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: file has no samples")
+    audio = data.mean(axis=1)  # downmix to mono
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    if rate != SAMPLE_RATE:
+        audio = resample(audio, rate)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def resample(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Resample (samples,) audio from `rate` Hz to SAMPLE_RATE with a windowed-sinc filter."""
+    out = torchaudio.functional.resample(torch.from_numpy(audio), rate, SAMPLE_RATE)
+    return out.numpy()
+
+
+def duration_of(path: str | Path) -> float:
+    """Duration in seconds from the file header (no decoding)."""
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        raise AudioError(f"{path}: cannot read audio header ({e})") from None
+    return info.frames / info.samplerate
+
+
+def num_frames(num_samples: int) -> int:
+    """Feature frames that `LogMel` makes from `num_samples` samples (centered STFT)."""
+    return num_samples // HOP_LENGTH + 1
+
+
+class LogMel(torch.nn.Module):
+    """(samples,) waveform -> (frames, n_mels) normalised log-mel features."""
+
+    def __init__(self, n_mels: int = 80) -> None:
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE,
+            n_fft=N_FFT,
+            win_length=WIN_LENGTH,
+            hop_length=HOP_LENGTH,
+            f_min=F_MIN,
+            f_max=F_MAX,
+            n_mels=n_mels,
+            power=2.0,
+        )
+        empty = (self.mel.mel_scale.fb.sum(dim=0) == 0).sum().item()
+        assert empty == 0, f"{empty} of {n_mels} mel filters are empty; lower n_mels"
+
+    @torch.no_grad()
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        mel = self.mel(audio)  # (n_mels, frames)
+        logmel = torch.log(mel + LOG_FLOOR)
+        mean = logmel.mean(dim=1, keepdim=True)
+        std = logmel.std(dim=1, keepdim=True, unbiased=False)
+        return ((logmel - mean) / (std + 1e-5)).T.contiguous()  # (frames, n_mels)

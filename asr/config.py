@@ -1,0 +1,237 @@
+"""Every hyperparameter and its default, as dataclasses, plus the argparse glue.
+
+A flag exists for each field: `--batch_seconds` (or `--batch-seconds`), with
+the field's `help` metadata and its default shown by `--help`. Scripts build
+their parser with `add_arguments(parser, Config)` and read the values back with
+`from_args(Config, args)`, so a default is written in exactly one place.
+"""
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+
+def _f(default, help: str, **kw):
+    """A dataclass field whose help text becomes the flag's help."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """DeepSpeech2 architecture; travels inside every checkpoint."""
+
+    n_mels: int = _f(80, "log-mel channels per frame (the model's input width)")
+    conv_channels: int = _f(32, "channels of both 2D convolutions")
+    rnn_type: str = _f("gru", "recurrent cell", choices=["gru", "lstm"])
+    rnn_layers: int = _f(3, "bidirectional recurrent layers")
+    rnn_hidden: int = _f(512, "hidden units per direction; directions are summed")
+    vocab_size: int = _f(29, "output tokens including the CTC blank (set from the tokenizer)")
+
+
+# Named presets. tiny: unit tests (seconds); small: CPU demos and the example set;
+# base: GPU LibriSpeech training, ~38M parameters, close to the paper's 5-layer GRU.
+MODEL_PRESETS = {
+    "tiny": ModelConfig(n_mels=40, conv_channels=8, rnn_layers=1, rnn_hidden=64),
+    "small": ModelConfig(conv_channels=32, rnn_layers=3, rnn_hidden=256),
+    "base": ModelConfig(conv_channels=32, rnn_layers=5, rnn_hidden=800),
+}
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How log-probabilities become text (inference and training-time eval)."""
+
+    decoder: str = _f("greedy", "decoding algorithm", choices=["greedy"])
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run; printed at start and saved as runs/<run_name>/config.json."""
+
+    dataset: str = _f(
+        "data/example",
+        "training data: a LibriSpeech split (train-clean-100, ...), a CustomDir path, or several joined with '+'",
+    )
+    eval_dataset: str | None = _f(
+        None, "evaluation data, same syntax; default: dev-clean for LibriSpeech, else the training set itself"
+    )
+    data_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/")
+    model: str = _f("small", "architecture preset", choices=list(MODEL_PRESETS))
+    rnn_type: str | None = _f(None, "override the preset's recurrent cell", choices=["gru", "lstm"])
+    rnn_layers: int | None = _f(None, "override the preset's number of recurrent layers")
+    rnn_hidden: int | None = _f(None, "override the preset's hidden units per direction")
+    run_name: str | None = _f(None, "folder under runs_dir for this run; default: a timestamp")
+    runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
+    resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
+    epochs: int = _f(60, "passes over the training set")
+    max_steps: int | None = _f(None, "stop after this many optimizer steps (for smoke tests)")
+    batch_seconds: float = _f(40.0, "audio seconds per batch (padding excluded); batches are built by duration")
+    grad_accum: int = _f(1, "batches whose gradients are summed before one optimizer step")
+    max_duration: float = _f(20.0, "skip (and count) training utterances longer than this, in seconds")
+    lr: float = _f(2e-3, "peak learning rate of the one-cycle schedule")
+    warmup: float = _f(0.1, "fraction of all steps spent warming the learning rate up from lr/25")
+    weight_decay: float = _f(1e-2, "AdamW weight decay")
+    grad_clip: float = _f(5.0, "clip the global gradient norm to this value")
+    seed: int = _f(0, "seed for weights, batch order and augmentation")
+    device: str = _f("auto", "cuda, mps, cpu, or auto (the first available in that order)")
+    amp: bool = _f(True, "mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)")
+    num_workers: int = _f(0, "DataLoader worker processes for loading and featurising audio")
+    log_every: int = _f(10, "optimizer steps between TensorBoard scalar writes")
+    checkpoint_every: int = _f(500, "optimizer steps between last.pt writes (also written at each epoch end)")
+    eval_every: int = _f(1, "epochs between evaluations")
+    eval_utterances: int | None = _f(None, "evaluate on at most this many utterances (the first in id order)")
+    tensorboard: bool = _f(True, "write TensorBoard logs to the run folder")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """One inference.py invocation."""
+
+    checkpoint: str = _f("runs/example/best.pt", "model checkpoint (train.py writes runs/<run_name>/best.pt)")
+    data_dir: str | None = _f(None, "a CustomDir folder: audio/*.{wav,flac,mp3,ogg} + optional transcriptions/")
+    dataset: str | None = _f(None, "instead of --data_dir: a LibriSpeech split such as test-clean")
+    librispeech_dir: str = _f("data", "folder that holds LibriSpeech/<split>/ for --dataset")
+    out: str = _f("preds", "folder for <UtteranceID>.txt predictions and metrics.json")
+    batch_seconds: float = _f(200.0, "audio seconds per inference batch")
+    device: str = _f("auto", "cuda, mps, cpu, or auto")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = True) -> None:
+    """Add one flag per field of dataclass `cls` (both --snake_case and --kebab-case spellings).
+
+    With defaults=False, unset flags are absent from the parsed namespace (to see what was given)."""
+    group = parser.add_argument_group(cls.__name__, cls.__doc__)
+    for f in dataclasses.fields(cls):
+        kind = _base_type(f.type)
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        kw = {
+            "default": f.default if defaults else argparse.SUPPRESS,
+            "help": f.metadata.get("help", ""),
+            "dest": f.name,
+        }
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if kind is bool:
+            group.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
+        else:
+            group.add_argument(*names, type=kind, metavar=f.name.upper(), **kw)
+
+
+def from_args(cls: type, args: argparse.Namespace):
+    """Build dataclass `cls` from the parsed flags that belong to it."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def parser_for(*classes: type, description: str = "", defaults: bool = True) -> argparse.ArgumentParser:
+    """A parser with the flags of `classes`, showing defaults in --help."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for cls in classes:
+        add_arguments(parser, cls, defaults)
+    return parser
+
+
+def _base_type(annotation) -> type:
+    """`int | None` -> int; `str` -> str."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        (kind,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return kind
+    return annotation
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentations (asr/augment.py), in the order they are applied; the defaults are the
+    `default` preset. Each has a probability `<name>_p` and its ranges; ranges are drawn uniformly."""
+
+    shift_p: float = _f(0.5, "probability of delaying the audio with leading zeros (never circular, drops no speech)")
+    shift_max: float = _f(0.5, "longest delay in seconds, drawn from [0, shift_max]")
+    speed_p: float = _f(0.5, "probability of speed perturbation by resampling (tempo and pitch change together)")
+    speed_min: float = _f(0.9, "slowest speed factor (output length = input length / factor); factors step by 0.01")
+    speed_max: float = _f(1.1, "fastest speed factor")
+    pitch_p: float = _f(0.2, "probability of a pitch shift that keeps the duration (phase vocoder + resampling)")
+    pitch_semitones: float = _f(2.0, "largest pitch shift up or down, in semitones (frequency ratio in 1 % steps)")
+    reverb_p: float = _f(0.3, "probability of reverberation: FFT convolution with a room impulse response")
+    reverb_rt60_min: float = _f(0.2, "shortest reverberation time of a synthetic room (60 dB decay), in seconds")
+    reverb_rt60_max: float = _f(0.8, "longest reverberation time of a synthetic room, in seconds")
+    reverb_drr_min: float = _f(3.0, "lowest direct-to-reverberant ratio of a synthetic room in dB (lower: more echo)")
+    reverb_drr_max: float = _f(15.0, "highest direct-to-reverberant energy ratio of a synthetic room in dB")
+    rir_dir: str | None = _f(None, "folder of recorded room impulse responses used instead of synthetic rooms")
+    noise_p: float = _f(0.4, "probability of additive noise")
+    noise_snr_min: float = _f(5.0, "lowest signal-to-noise ratio in dB (powers over the whole clip)")
+    noise_snr_max: float = _f(30.0, "highest signal-to-noise ratio in dB")
+    noise_colors: str = _f("white,pink,brown", "comma-separated colours of generated noise to draw from")
+    noise_dir: str | None = _f(None, "folder of noise recordings (wav/flac/ogg/mp3) used instead of generated noise")
+    telephone_p: float = _f(0.1, "probability of a telephone channel: band-pass, then 8-bit mu-law")
+    telephone_low_hz: float = _f(300.0, "lower edge of the telephone band in Hz")
+    telephone_high_hz: float = _f(3400.0, "upper edge of the telephone band in Hz")
+    telephone_mulaw: bool = _f(True, "round-trip the telephone channel through 8-bit mu-law (G.711) quantisation")
+    gain_p: float = _f(0.5, "probability of a gain change (a result louder than full scale is scaled back to peak 1)")
+    gain_db_min: float = _f(-6.0, "lowest gain in dB")
+    gain_db_max: float = _f(6.0, "highest gain in dB")
+    spec_p: float = _f(1.0, "probability of SpecAugment masks on an utterance's features")
+    freq_masks: int = _f(2, "frequency masks per utterance")
+    freq_mask_frac: float = _f(0.15, "widest frequency mask as a fraction of the mel channels")
+    time_masks_per_s: float = _f(0.5, "time masks per second of audio (the count adapts to the utterance's length)")
+    time_masks_max: int = _f(10, "at most this many time masks per utterance")
+    time_mask_width: int = _f(30, "widest time mask in frames (10 ms each)")
+    time_mask_frac: float = _f(0.05, "widest time mask as a fraction of the utterance's frames (spares short clips)")
+
+
+# --augment presets. default: moderate, aimed at noisy/reverberant test sets (LibriSpeech test-other)
+# without stopping a small model from learning; light: milder, for tiny data or short runs;
+# strong: heavier, for big models and long runs; none: everything off (the ranges stay for previews).
+AUGMENT_PRESETS = {
+    "none": dataclasses.replace(
+        AugmentConfig(),
+        shift_p=0.0,
+        speed_p=0.0,
+        pitch_p=0.0,
+        reverb_p=0.0,
+        noise_p=0.0,
+        telephone_p=0.0,
+        gain_p=0.0,
+        spec_p=0.0,
+    ),
+    "light": AugmentConfig(
+        shift_p=0.3,
+        shift_max=0.25,
+        speed_p=0.3,
+        speed_min=0.95,
+        speed_max=1.05,
+        pitch_p=0.0,
+        reverb_p=0.1,
+        reverb_drr_min=6.0,
+        noise_p=0.2,
+        noise_snr_min=15.0,
+        telephone_p=0.0,
+        gain_p=0.3,
+        freq_masks=1,
+        time_masks_per_s=0.25,
+        time_masks_max=5,
+        time_mask_width=20,
+    ),
+    "default": AugmentConfig(),
+    "strong": AugmentConfig(
+        shift_max=1.0,
+        speed_p=0.7,
+        speed_min=0.85,
+        speed_max=1.15,
+        pitch_p=0.3,
+        pitch_semitones=3.0,
+        reverb_p=0.5,
+        reverb_rt60_max=1.2,
+        reverb_drr_min=0.0,
+        noise_p=0.6,
+        noise_snr_min=0.0,
+        noise_snr_max=25.0,
+        telephone_p=0.2,
+        gain_db_min=-10.0,
+        gain_db_max=10.0,
+        freq_mask_frac=0.2,
+        time_masks_per_s=1.0,
+        time_masks_max=20,
+        time_mask_width=40,
+    ),
+}

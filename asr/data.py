@@ -1,0 +1,310 @@
+"""Utterances, datasets, the duration-bucketed batch sampler and batch collation.
+
+A dataset spec is a LibriSpeech split name (`train-clean-100`), a path to a
+CustomDir folder (`audio/*.{wav,flac,mp3,ogg}` + optional
+`transcriptions/<UtteranceID>.txt`), or several joined with `+`. Nothing is
+dropped silently: every file that cannot be used is reported by name with the
+reason in a `DataReport`, and the scripts print that report.
+"""
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, duration_of, load_audio, num_frames
+from asr.text import CharTokenizer, normalize
+
+LIBRISPEECH_SPLITS = (
+    "dev-clean",
+    "dev-other",
+    "test-clean",
+    "test-other",
+    "train-clean-100",
+    "train-clean-360",
+    "train-other-500",
+)
+LIBRISPEECH_ALIASES = {"train-960": ("train-clean-100", "train-clean-360", "train-other-500")}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One recording; `text` is normalised, or None when there is no transcript."""
+
+    id: str
+    audio_path: Path
+    text: str | None
+    duration: float  # seconds
+
+
+@dataclass
+class DataReport:
+    """What happened to every input file that did not become a usable utterance."""
+
+    failed: list[str] = field(default_factory=list)  # "path: reason" for audio that cannot be read
+    warnings: list[str] = field(default_factory=list)  # "path: reason" for other files that were not used
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count (filters such as max_duration)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def summary(self) -> str:
+        """One line per failed file and warning, then the skip counts; empty when all is well."""
+        lines = [f"  unreadable: {p}" for p in self.failed] + [f"  warning: {p}" for p in self.warnings]
+        return "\n".join(lines + [f"  skipped {n}: {r}" for r, n in self.skipped.items()])
+
+
+def custom_dir_utterances(root: str | Path, report: DataReport) -> list[Utterance]:
+    """Read a CustomDir folder; audio without a transcript is kept with text=None."""
+    root = Path(root)
+    audio_dir, text_dir = root / "audio", root / "transcriptions"
+    if not audio_dir.is_dir():
+        raise FileNotFoundError(f"{audio_dir} does not exist: a CustomDir dataset needs audio/*.wav|flac|mp3|ogg")
+    utterances = []
+    for path in sorted(audio_dir.iterdir()):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            report.warnings.append(f"{path}: not a supported audio file ({', '.join(AUDIO_EXTENSIONS)}), ignored")
+            continue
+        if utterances and utterances[-1].id == path.stem:
+            report.warnings.append(f"{path}: same utterance id as {utterances[-1].audio_path.name}, ignored")
+            continue
+        duration = _usable_duration(path, report)
+        if duration is None:
+            continue
+        text, text_path = None, text_dir / f"{path.stem}.txt"
+        if text_path.exists():
+            try:
+                text = _read_transcript(text_path)
+            except ValueError as e:
+                report.warnings.append(f"{e}; audio kept without transcript")
+        utterances.append(Utterance(path.stem, path, text, duration))
+    if text_dir.is_dir():
+        audio_ids = {p.stem for p in audio_dir.iterdir()}
+        for orphan in sorted(p for p in text_dir.glob("*.txt") if p.stem not in audio_ids):
+            report.warnings.append(f"{orphan}: transcript has no audio file in {audio_dir}")
+    return utterances
+
+
+def librispeech_utterances(data_dir: str | Path, split: str, report: DataReport | None = None) -> list[Utterance]:
+    """Read an extracted `<data_dir>/LibriSpeech/<split>/<speaker>/<chapter>/` tree."""
+    report = report if report is not None else DataReport()
+    root = Path(data_dir) / "LibriSpeech" / split
+    if not root.is_dir():
+        raise FileNotFoundError(f"LibriSpeech split {split!r} not found: looked in {root}")
+    utterances = []
+    for trans in sorted(root.glob("*/*/*.trans.txt")):
+        for line_no, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            utt_id, _, text = line.partition(" ")
+            path = trans.parent / f"{utt_id}.flac"
+            if not path.exists():
+                report.failed.append(f"{trans}:{line_no}: no audio file {path.name}")
+                continue
+            duration = _usable_duration(path, report)
+            if duration is not None:
+                utterances.append(Utterance(utt_id, path, normalize(text), duration))
+    if not utterances:
+        raise FileNotFoundError(f"no utterances under {root} (expected <speaker>/<chapter>/*.trans.txt + *.flac)")
+    return utterances
+
+
+def load_dataset(spec: str, data_dir: str | Path, report: DataReport) -> list[Utterance]:
+    """Resolve a dataset spec (`name`, `path`, or `a+b+c`) to utterances sorted by id."""
+    utterances: dict[str, Utterance] = {}
+    for part in spec.split("+"):
+        for name in LIBRISPEECH_ALIASES.get(part, (part,)):
+            if name in LIBRISPEECH_SPLITS:
+                found = librispeech_utterances(data_dir, name, report)
+            elif Path(name).is_dir():
+                found = custom_dir_utterances(name, report)
+            else:
+                valid = ", ".join((*LIBRISPEECH_SPLITS, *LIBRISPEECH_ALIASES))
+                raise ValueError(f"unknown dataset {name!r}: not a folder, and not one of {valid}")
+            for utt in found:
+                if utt.id in utterances:
+                    raise ValueError(
+                        f"utterance id {utt.id!r} appears twice ({utterances[utt.id].audio_path}, "
+                        f"{utt.audio_path}); ids must be unique across combined datasets"
+                    )
+                utterances[utt.id] = utt
+    return sorted(utterances.values(), key=lambda u: u.id)
+
+
+def is_librispeech(spec: str) -> bool:
+    """True when every part of the spec is a LibriSpeech split name."""
+    return all(p in LIBRISPEECH_SPLITS or p in LIBRISPEECH_ALIASES for p in spec.split("+"))
+
+
+def filter_for_training(
+    utterances: list[Utterance], tokenizer: CharTokenizer, output_frames, max_duration: float, report: DataReport
+) -> list[Utterance]:
+    """Drop (and count) utterances CTC cannot train on: no transcript, too long, or targets longer than the output.
+
+    `output_frames(num_input_frames) -> int` is the model's exact output length.
+    """
+    kept = []
+    for utt in utterances:
+        if utt.text is None:
+            report.skip("no transcript")
+        elif utt.duration > max_duration:
+            report.skip(f"longer than max_duration={max_duration:g} s")
+        elif ctc_min_frames(tokenizer.encode(utt.text)) > output_frames(num_frames(round(utt.duration * SAMPLE_RATE))):
+            report.skip("transcript too long for the model's output frames (CTC cannot align it)")
+        else:
+            kept.append(utt)
+    return kept
+
+
+def ctc_min_frames(target: list[int]) -> int:
+    """Frames CTC needs for `target`: one per token plus a blank between each repeated pair."""
+    return len(target) + sum(a == b for a, b in zip(target, target[1:], strict=False))
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Utterance index -> dict(features (T, n_mels), target ids, id).
+
+    Augmentation randomness comes from `np.random.default_rng([seed, epoch, index])`, so
+    a resumed run reproduces exactly the augmentations of an uninterrupted one. Set
+    `.epoch` before creating each epoch's DataLoader iterator (workers get a fresh copy).
+    """
+
+    def __init__(self, utterances: list[Utterance], tokenizer: CharTokenizer, n_mels: int, augmenter=None, seed=0):
+        self.utterances = utterances
+        self.tokenizer = tokenizer
+        self.featurize = LogMel(n_mels)
+        self.augmenter = augmenter
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> dict:
+        utt = self.utterances[index]
+        try:
+            audio = load_audio(utt.audio_path)
+        except AudioError as e:
+            return {"id": utt.id, "error": str(e)}  # collate drops it and the caller reports it
+        if self.augmenter is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            audio = self.augmenter.wave(audio, rng)
+        features = self.featurize(torch.from_numpy(audio))  # (T, n_mels)
+        if self.augmenter is not None:
+            features = self.augmenter.spec(features, rng)
+        target = self.tokenizer.encode(utt.text) if utt.text is not None else []
+        return {"id": utt.id, "features": features, "target": torch.tensor(target, dtype=torch.long)}
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad a list of dataset items into a batch; failed items are listed in `errors`.
+
+    features (B, T_max, n_mels) zero-padded, feature_lengths (B,), targets (B, S_max), target_lengths (B,).
+    """
+    good = [it for it in items if "error" not in it]
+    batch = {"errors": [it["error"] for it in items if "error" in it], "ids": [it["id"] for it in good]}
+    if not good:
+        return batch | {"features": None}
+    lengths = torch.tensor([it["features"].shape[0] for it in good])
+    target_lengths = torch.tensor([len(it["target"]) for it in good])
+    features = torch.zeros(len(good), int(lengths.max()), good[0]["features"].shape[1])
+    targets = torch.zeros(len(good), max(1, int(target_lengths.max())), dtype=torch.long)
+    for i, it in enumerate(good):
+        features[i, : lengths[i]] = it["features"]
+        targets[i, : target_lengths[i]] = it["target"]
+    batch |= {"features": features, "feature_lengths": lengths, "targets": targets, "target_lengths": target_lengths}
+    return batch
+
+
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """Batches of similar-length utterances holding at most `batch_seconds` of audio each.
+
+    Epoch 0 with `sortagrad` runs shortest-first (SortaGrad: easy short utterances
+    first stabilise early CTC training); later epochs sort by jittered duration, so
+    batch composition varies, then shuffle the batch order. Everything is a pure
+    function of (seed, epoch), and `set_epoch(epoch, start)` resumes mid-epoch.
+    """
+
+    def __init__(self, durations: list[float], batch_seconds: float, seed: int = 0, sortagrad: bool = True):
+        if batch_seconds <= 0:
+            raise ValueError(f"batch_seconds must be positive, got {batch_seconds}")
+        self.durations = np.asarray(durations, dtype=np.float64)
+        self.batch_seconds = batch_seconds
+        self.seed = seed
+        self.sortagrad = sortagrad
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch to iterate and how many of its batches to skip (resume)."""
+        self.epoch, self.start = epoch, start
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """All batches of `epoch`, in order."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if epoch == 0 and self.sortagrad:
+            order = np.argsort(self.durations, kind="stable")
+        else:
+            jitter = rng.uniform(0.95, 1.05, size=len(self.durations))
+            order = np.argsort(self.durations * jitter, kind="stable")
+        batches, current, seconds = [], [], 0.0
+        for i in order.tolist():
+            if current and seconds + self.durations[i] > self.batch_seconds:
+                batches.append(current)
+                current, seconds = [], 0.0
+            current.append(i)
+            seconds += self.durations[i]
+        if current:
+            batches.append(current)
+        if not (epoch == 0 and self.sortagrad):
+            batches = [batches[j] for j in rng.permutation(len(batches))]
+        return batches
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch)) - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches(self.epoch)[self.start :]
+
+    def padding_waste(self, epoch: int = 1) -> float:
+        """Share of padded frames in the batches of `epoch` (0 = no padding)."""
+        real = padded = 0.0
+        for batch in self.batches(epoch):
+            d = self.durations[batch]
+            real, padded = real + d.sum(), padded + d.max() * len(batch)
+        return 1.0 - real / padded if padded else 0.0
+
+
+def _usable_duration(path: Path, report: DataReport) -> float | None:
+    try:
+        duration = duration_of(path)
+    except AudioError as e:
+        report.failed.append(str(e))
+        return None
+    if duration <= 0 or math.isnan(duration):
+        report.failed.append(f"{path}: file has no samples")
+        return None
+    return duration
+
+
+def read_transcripts(folder: str | Path, report: DataReport) -> dict[str, str]:
+    """All `<id>.txt` files of a folder -> {id: normalised text}; unreadable ones go to report.failed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of <UtteranceID>.txt files")
+    texts = {}
+    for path in sorted(folder.glob("*.txt")):
+        try:
+            texts[path.stem] = _read_transcript(path)
+        except ValueError as e:
+            report.failed.append(str(e))
+    return texts
+
+
+def _read_transcript(path: Path) -> str:
+    try:
+        return normalize(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: transcript is not UTF-8 ({e.reason} at byte {e.start})") from None

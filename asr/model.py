@@ -1,0 +1,133 @@
+"""DeepSpeech2 (Amodei et al. 2016): 2D convolutions, bidirectional RNNs, a linear head.
+
+Padding never leaks: after every layer, frames beyond an utterance's length are
+zeroed; batch-norm statistics are computed over valid frames only
+(`MaskedBatchNorm`); the RNNs run on packed sequences. So in eval mode each
+utterance's output is the same whatever it is batched with (tested), and in
+train mode the statistics do not depend on how much padding a batch carries.
+
+Time is downsampled by 2 (first convolution only): 10 ms feature frames become
+20 ms output frames, 50 per second, comfortably above the ~15 characters per
+second of fast speech that a character CTC model must fit.
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from asr.config import ModelConfig
+
+CLIP = 20.0  # clipped ReLU ceiling from the paper: min(max(x, 0), 20)
+# (kernel, stride, padding) as (frequency, time) for the two convolutions
+CONV1 = ((41, 11), (2, 2), (20, 5))
+CONV2 = ((21, 11), (2, 1), (10, 5))
+
+
+class MaskedBatchNorm(nn.Module):
+    """Batch norm over dim 1 whose statistics ignore padded time steps.
+
+    x: (B, C, ..., T) with mask (B, T), True on valid frames. Padded outputs are 0.
+    """
+
+    def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x.float()  # statistics in fp32 even under autocast
+        shape = [1, -1] + [1] * (x.dim() - 2)  # broadcast per-channel vectors over x
+        m = mask.view(mask.shape[0], *[1] * (x.dim() - 2), mask.shape[1]).to(x.dtype)  # (B, 1, ..., T)
+        if self.training:
+            dims = [d for d in range(x.dim()) if d != 1]
+            count = m.sum() * x[0, 0, ..., 0].numel()
+            mean = (x * m).sum(dims) / count
+            var = (((x - mean.view(shape)) * m) ** 2).sum(dims) / count
+            with torch.no_grad():
+                unbiased = var * count / (count - 1).clamp(min=1)
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(unbiased, self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return (y * self.weight.view(shape) + self.bias.view(shape)) * m
+
+
+class DeepSpeech2(nn.Module):
+    """features (B, T, n_mels) + lengths (B,) -> log-probs (B, T', V) + output lengths (B,)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.conv_channels
+        self.conv1 = nn.Conv2d(1, c, *CONV1, bias=False)
+        self.bn1 = MaskedBatchNorm(c)
+        self.conv2 = nn.Conv2d(c, c, *CONV2, bias=False)
+        self.bn2 = MaskedBatchNorm(c)
+        freq = _conv_out(_conv_out(config.n_mels, CONV1, 0), CONV2, 0)
+        rnn_class = {"gru": nn.GRU, "lstm": nn.LSTM}[config.rnn_type]
+        self.rnns = nn.ModuleList()
+        self.rnn_norms = nn.ModuleList()  # sequence-wise BN before every RNN but the first (its input is BN'd)
+        size = c * freq
+        for i in range(config.rnn_layers):
+            self.rnn_norms.append(MaskedBatchNorm(size) if i > 0 else nn.Identity())
+            self.rnns.append(rnn_class(size, config.rnn_hidden, batch_first=True, bidirectional=True))
+            size = config.rnn_hidden
+        self.head_norm = MaskedBatchNorm(size)
+        self.head = nn.Linear(size, config.vocab_size)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Exact output frames for input frame counts (only the first convolution strides in time)."""
+        return _conv_out(lengths, CONV1, 1)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]
+        x = (features * valid[:, :, None]).transpose(1, 2).unsqueeze(1)  # (B, 1, F, T), padding zeroed
+        x = self.conv1(x)  # (B, C, F', T')
+        lengths = self.output_lengths(lengths)
+        mask = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, T')
+        x = torch.clamp(self.bn1(x, mask), 0, CLIP)
+        x = torch.clamp(self.bn2(self.conv2(x), mask), 0, CLIP)  # (B, C, F'', T')
+        b, c, f, t = x.shape
+        x = x.reshape(b, c * f, t)  # (B, H, T')
+        for norm, rnn in zip(self.rnn_norms, self.rnns, strict=True):
+            if isinstance(norm, MaskedBatchNorm):
+                x = norm(x, mask)
+            x = self._rnn(rnn, x.transpose(1, 2), lengths).transpose(1, 2)  # (B, hidden, T')
+        x = self.head_norm(x, mask).transpose(1, 2)  # (B, T', hidden)
+        logits = self.head(x).float()  # (B, T', V)
+        return logits.log_softmax(dim=-1), lengths
+
+    @staticmethod
+    def _rnn(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Run a bidirectional RNN on packed (B, T, H) input; sum the two directions."""
+        packed = pack_padded_sequence(x, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+        out, _ = rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, 2 * hidden)
+        forward, backward = out.chunk(2, dim=-1)
+        return forward + backward
+
+
+def _conv_out(size, conv: tuple, dim: int):
+    """Output size along `dim` (0 = frequency, 1 = time) of a convolution: floor((n + 2p - k) / s) + 1."""
+    kernel, stride, padding = (spec[dim] for spec in conv)
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> the first of cuda, mps, cpu that is available; otherwise the named device."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

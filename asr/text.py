@@ -1,0 +1,124 @@
+"""Text normalisation and tokenizers.
+
+Every transcript, reference or prediction goes through `normalize()` before it
+is encoded or scored, so training targets, decoder output and metric inputs all
+live in the same alphabet: lowercase a-z, the apostrophe and single spaces.
+
+Digits are spelled out as English cardinal numbers ("42" -> "forty two",
+"1999" -> "one thousand nine hundred ninety nine") because spoken audio says
+the words; a decimal point or thousands comma splits a number into two
+("3.5" -> "three five"). Accented letters are folded to their base letter
+("café" -> "cafe"), curly apostrophes become "'", hyphens and all other
+punctuation become word breaks. Apostrophes are kept ("don't", "'tis",
+"james'"), a run of them becomes one, and a "word" that is only an apostrophe
+(a stray quote mark) is dropped.
+"""
+
+import re
+import unicodedata
+
+BLANK = "<blank>"
+SPACE = " "
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
+_MAX_SPELLED = 10**15  # longer digit runs are read digit by digit
+
+
+def _spell_below_1000(n: int) -> list[str]:
+    words = []
+    if n >= 100:
+        words += [_ONES[n // 100], "hundred"]
+        n %= 100
+    if n >= 20:
+        words.append(_TENS[n // 10])
+        n %= 10
+        if n:
+            words.append(_ONES[n])
+    elif n or not words:
+        words.append(_ONES[n])
+    return words
+
+
+def spell_number(digits: str) -> str:
+    """Spell a run of ASCII digits as English words: "1905" -> "one thousand nine hundred five"."""
+    n = int(digits)
+    if n >= _MAX_SPELLED or (len(digits) > 1 and digits[0] == "0"):
+        return " ".join(_ONES[int(d)] for d in digits)  # phone numbers, zip codes, ids
+    if n < 1000:
+        return " ".join(_spell_below_1000(n))
+    words = []
+    for value, name in _SCALES:
+        if n >= value:
+            words += _spell_below_1000(n // value) + [name]
+            n %= value
+    if n:
+        words += _spell_below_1000(n)
+    return " ".join(words)
+
+
+def normalize(text: str) -> str:
+    """Map free text to the model alphabet: lowercase a-z, apostrophe, single spaces."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+    text = re.sub(r"[0-9]+", lambda m: f" {spell_number(m.group())} ", text)
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^a-z' ]+", " ", text.lower())
+    words = [re.sub(r"'+", "'", w) for w in text.split()]
+    return " ".join(w for w in words if w != "'")
+
+
+class CharTokenizer:
+    """Character vocabulary for CTC: index 0 is the blank, then space, apostrophe, a-z.
+
+    `encode` expects normalised text; `decode` is its exact inverse, so
+    `decode(encode(normalize(s))) == normalize(s)`.
+    """
+
+    kind = "char"
+
+    def __init__(self, vocab: list[str] | None = None) -> None:
+        self.vocab = list(vocab) if vocab is not None else [BLANK, SPACE, "'", *LETTERS]
+        if self.vocab[0] != BLANK or len(set(self.vocab)) != len(self.vocab):
+            raise ValueError(f"vocab must start with {BLANK!r} and have no duplicates, got {self.vocab}")
+        self.blank = 0
+        self.space = self.vocab.index(SPACE) if SPACE in self.vocab else None
+        self._index = {token: i for i, token in enumerate(self.vocab)}
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        """Normalised text -> token ids (no blanks)."""
+        try:
+            return [self._index[c] for c in text]
+        except KeyError as e:
+            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary; normalize() the text first") from None
+
+    def decode(self, ids: list[int]) -> str:
+        """Token ids -> text; blanks are skipped, nothing is collapsed."""
+        return "".join(self.vocab[i] for i in ids if i != self.blank)
+
+    def decode_ctc(self, ids: list[int]) -> str:
+        """A frame-level CTC path -> text: merge repeats, then drop blanks."""
+        out, prev = [], None
+        for i in ids:
+            if i != prev and i != self.blank:
+                out.append(i)
+            prev = i
+        return self.decode(out)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint stores to rebuild this tokenizer."""
+        return {"kind": self.kind, "vocab": self.vocab}
+
+
+def tokenizer_from_state(state: dict) -> CharTokenizer:
+    """Rebuild a tokenizer saved with `state_dict()`."""
+    if state.get("kind") != "char":
+        raise ValueError(f"unknown tokenizer kind {state.get('kind')!r} in checkpoint")
+    return CharTokenizer(state["vocab"])
