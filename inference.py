@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     model.to(device)
 
     report = DataReport()
-    utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report)
+    utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report, config.download)
     print(f"{len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min of audio")
 
     out = Path(config.out)

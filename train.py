@@ -109,12 +109,12 @@ def main(argv: list[str] | None = None) -> dict:
     # ---- data --------------------------------------------------------------------------------
     # Unusable files and filtered utterances are counted in `report` and printed, never dropped silently.
     report = DataReport()
-    train_utts = load_dataset(config.dataset, config.data_dir, report)
+    train_utts = load_dataset(config.dataset, config.data_dir, report, config.download)
     train_utts = filter_for_training(
         train_utts, tokenizer, lambda n: int(model.output_lengths(torch.tensor(n))), config.max_duration, report
     )
     eval_spec = config.eval_dataset or ("dev-clean" if is_librispeech(config.dataset) else config.dataset)
-    eval_utts = [u for u in load_dataset(eval_spec, config.data_dir, report) if u.text is not None]
+    eval_utts = [u for u in load_dataset(eval_spec, config.data_dir, report, config.download) if u.text is not None]
     eval_utts = eval_utts[: config.eval_utterances]
     print(
         f"train: {len(train_utts)} utterances, {sum(u.duration for u in train_utts) / 3600:.2f} h; "
@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     while epoch < config.epochs and not stop:
         sampler.set_epoch(epoch, start=batch_in_epoch)
         dataset.epoch = epoch  # seeds this epoch's augmentations (workers copy the dataset per epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+        # disable=None: a live bar on a terminal, nothing in log files (the epoch summary line still prints)
+        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
         n_batches = len(sampler.batches(epoch))
         pending = 0  # batches accumulated into the gradients since the last optimizer step
         seconds, tic = 0.0, time.perf_counter()
@@ -288,6 +289,11 @@ def main(argv: list[str] | None = None) -> dict:
                 stop = True
                 break
         bar.close()
+        elapsed = time.perf_counter() - tic
+        tqdm.write(
+            f"epoch {epoch}: step {step}, last loss {history[-1] if history else float('nan'):.3f}, "
+            f"{seconds / elapsed:.1f} audio-s/s, {elapsed:.0f} s"
+        )
         if not stop:
             epoch, batch_in_epoch = epoch + 1, 0
             if epoch % config.eval_every == 0 or epoch == config.epochs:
@@ -306,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"done: {step} steps, {skipped_steps} skipped; best eval WER {100 * best_wer:.2f}%; checkpoints in {run_dir}")
     if load_errors:
         print(f"{len(load_errors)} files could not be read:\n" + "\n".join(f"  {e}" for e in load_errors))
-    return {"run_dir": run_dir, "losses": history, "best_wer": best_wer, "step": step}
+    return {"run_dir": run_dir, "losses": history, "best_wer": best_wer, "step": step, "skipped_steps": skipped_steps}
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ class LogMel(torch.nn.Module):
             f_max=F_MAX,
             n_mels=n_mels,
             power=2.0,
+            pad_mode="constant",  # zero padding at the edges works for clips shorter than a window
         )
         empty = (self.mel.mel_scale.fb.sum(dim=0) == 0).sum().item()
         assert empty == 0, f"{empty} of {n_mels} mel filters are empty; lower n_mels"

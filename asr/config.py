@@ -58,6 +58,7 @@ class TrainConfig:
         None, "evaluation data, same syntax; default: dev-clean for LibriSpeech, else the training set itself"
     )
     data_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/")
+    download: bool = _f(True, "download missing LibriSpeech splits into data_dir (--no_download forbids it)")
     model: str = _f("small", "architecture preset", choices=list(MODEL_PRESETS))
     rnn_type: str | None = _f(None, "override the preset's recurrent cell", choices=["gru", "lstm"])
     rnn_layers: int | None = _f(None, "override the preset's number of recurrent layers")
@@ -92,7 +93,8 @@ class InferenceConfig:
     checkpoint: str = _f("runs/example/best.pt", "model checkpoint (train.py writes runs/<run_name>/best.pt)")
     data_dir: str | None = _f(None, "a CustomDir folder: audio/*.{wav,flac,mp3,ogg} + optional transcriptions/")
     dataset: str | None = _f(None, "instead of --data_dir: a LibriSpeech split such as test-clean")
-    librispeech_dir: str = _f("data", "folder that holds LibriSpeech/<split>/ for --dataset")
+    librispeech_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/ for --dataset")
+    download: bool = _f(True, "download a missing LibriSpeech split (--no_download forbids it)")
     out: str = _f("preds", "folder for <UtteranceID>.txt predictions and metrics.json")
     batch_seconds: float = _f(200.0, "audio seconds per inference batch")
     device: str = _f("auto", "cuda, mps, cpu, or auto")
@@ -115,6 +117,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = T
             kw["choices"] = f.metadata["choices"]
         if kind is bool:
             group.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
+            no_default = argparse.SUPPRESS if not defaults else f.default
+            group.add_argument(
+                f"--no_{f.name}", dest=f.name, action="store_false", default=no_default, help=argparse.SUPPRESS
+            )
         else:
             group.add_argument(*names, type=kind, metavar=f.name.upper(), **kw)
 

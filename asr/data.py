@@ -16,18 +16,8 @@ import numpy as np
 import torch
 
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, duration_of, load_audio, num_frames
+from asr.download import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_librispeech
 from asr.text import CharTokenizer, normalize
-
-LIBRISPEECH_SPLITS = (
-    "dev-clean",
-    "dev-other",
-    "test-clean",
-    "test-other",
-    "train-clean-100",
-    "train-clean-360",
-    "train-other-500",
-)
-LIBRISPEECH_ALIASES = {"train-960": ("train-clean-100", "train-clean-360", "train-other-500")}
 
 
 @dataclass(frozen=True)
@@ -112,12 +102,15 @@ def librispeech_utterances(data_dir: str | Path, split: str, report: DataReport 
     return utterances
 
 
-def load_dataset(spec: str, data_dir: str | Path, report: DataReport) -> list[Utterance]:
-    """Resolve a dataset spec (`name`, `path`, or `a+b+c`) to utterances sorted by id."""
+def load_dataset(spec: str, data_dir: str | Path, report: DataReport, download: bool = False) -> list[Utterance]:
+    """Resolve a dataset spec (`name`, `path`, or `a+b+c`) to utterances sorted by id.
+
+    LibriSpeech splits missing under `data_dir` are downloaded first when `download` is True."""
     utterances: dict[str, Utterance] = {}
     for part in spec.split("+"):
         for name in LIBRISPEECH_ALIASES.get(part, (part,)):
             if name in LIBRISPEECH_SPLITS:
+                ensure_librispeech(name, data_dir, download=download)
                 found = librispeech_utterances(data_dir, name, report)
             elif Path(name).is_dir():
                 found = custom_dir_utterances(name, report)

@@ -1,0 +1,36 @@
+"""Shared fixtures: the real recordings in ../shared/data/speech and tiny synthetic folders."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
+LIBRISPEECH_FIXTURES = SPEECH / "librispeech"
+
+
+@pytest.fixture
+def librispeech_fixtures() -> Path:
+    """The 14 LibriSpeech utterances (wav and flac, one at 8 kHz) in CustomDir layout."""
+    if not LIBRISPEECH_FIXTURES.is_dir():
+        pytest.skip(f"{LIBRISPEECH_FIXTURES} not found (../shared beside the repo)")
+    return LIBRISPEECH_FIXTURES
+
+
+def tone(seconds: float, rate: int = 16000, channels: int = 1, freq: float = 440.0) -> np.ndarray:
+    """A sine wave, (samples,) or (samples, channels)."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return wave if channels == 1 else np.stack([wave] * channels, axis=1)
+
+
+def write_custom_dir(root: Path, items: dict[str, tuple[np.ndarray, int, str | None]], fmt: str = "flac") -> Path:
+    """Write {id: (audio, rate, text or None)} as root/audio/<id>.<fmt> + root/transcriptions/<id>.txt."""
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    (root / "transcriptions").mkdir(exist_ok=True)
+    for utt_id, (audio, rate, text) in items.items():
+        sf.write(root / "audio" / f"{utt_id}.{fmt}", audio, rate)
+        if text is not None:
+            (root / "transcriptions" / f"{utt_id}.txt").write_text(text + "\n")
+    return root

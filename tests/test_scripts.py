@@ -1,0 +1,102 @@
+"""inference.py and calc_metrics.py end to end, on the real LibriSpeech fixtures."""
+
+import json
+import shutil
+
+import pytest
+
+import calc_metrics
+import inference
+import train
+from asr.text import normalize
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny model trained for a few steps inside the test run."""
+    from conftest import LIBRISPEECH_FIXTURES
+
+    if not LIBRISPEECH_FIXTURES.is_dir():
+        pytest.skip("../shared/data/speech not found")
+    runs = tmp_path_factory.mktemp("runs")
+    args = ["--dataset", str(LIBRISPEECH_FIXTURES), "--runs_dir", str(runs), "--model", "tiny"]
+    result = train.main([*args, "--epochs", "1", "--max_steps", "2", "--no-tensorboard"])
+    return result["run_dir"] / "best.pt"
+
+
+def test_inference_writes_one_file_per_utterance_and_metrics(tmp_path, checkpoint, librispeech_fixtures):
+    out = tmp_path / "preds"
+    code = inference.main(["--data_dir", str(librispeech_fixtures), "--out", str(out), "--checkpoint", str(checkpoint)])
+    assert code == 0
+    ids = sorted(p.stem for p in (librispeech_fixtures / "audio").iterdir())
+    assert sorted(p.stem for p in out.glob("*.txt")) == ids and len(ids) == 14
+    for p in out.glob("*.txt"):
+        text = p.read_text()
+        assert text.endswith("\n") and text.count("\n") == 1 and normalize(text) == text.strip()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["utterances"] == 14 and metrics["words"] == 306 and metrics["failed"] == []
+    assert (
+        calc_metrics.main(
+            ["--transcriptions_dir", str(librispeech_fixtures / "transcriptions"), "--predictions_dir", str(out)]
+        )
+        == 0
+    )
+
+
+def test_inference_continues_past_unreadable_files(tmp_path, checkpoint, librispeech_fixtures, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(librispeech_fixtures, data)
+    (data / "audio" / "broken.wav").write_bytes(b"RIFF....WAVEfmt nothing useful")
+    out = tmp_path / "preds"
+    assert inference.main(["--data_dir", str(data), "--out", str(out), "--checkpoint", str(checkpoint)]) == 1
+    assert len(list(out.glob("*.txt"))) == 14
+    assert "broken.wav: cannot read audio header" in capsys.readouterr().out
+
+
+def test_inference_argument_errors(tmp_path, checkpoint):
+    with pytest.raises(SystemExit, match="exactly one of --data_dir"):
+        inference.main(["--checkpoint", str(checkpoint)])
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*python train.py"):
+        inference.main(["--data_dir", str(tmp_path), "--checkpoint", str(tmp_path / "none.pt")])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt is not a readable PyTorch checkpoint"):
+        inference.main(["--data_dir", str(tmp_path), "--checkpoint", str(tmp_path / "junk.pt")])
+    with pytest.raises(FileNotFoundError, match="audio does not exist"):
+        inference.main(["--data_dir", str(tmp_path), "--checkpoint", str(checkpoint)])
+
+
+def _write(folder, texts):
+    folder.mkdir(parents=True, exist_ok=True)
+    for utt_id, text in texts.items():
+        (folder / f"{utt_id}.txt").write_text(text)
+
+
+def test_calc_metrics_known_wer(tmp_path, capsys):
+    _write(tmp_path / "ref", {"a": "THE CAT SAT ON THE MAT", "b": "Hello world", "c": "one two three four"})
+    # a: 1 substitution; b: exact after normalisation; c: 1 deletion + 1 insertion -> 3 edits / 12 words
+    _write(tmp_path / "hyp", {"a": "the cat sat on a mat", "b": "hello, world!", "c": "one three four five", "x": "?"})
+    args = ["--transcriptions_dir", str(tmp_path / "ref"), "--predictions_dir", str(tmp_path / "hyp")]
+    assert calc_metrics.main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["word_edits"], result["words"], result["wer"]) == (3, 12, 0.25)
+    assert result["extra"] == ["x"] and result["missing"] == []
+    assert result["worst"][0]["id"] == "c"
+
+
+def test_calc_metrics_missing_predictions(tmp_path, capsys):
+    _write(tmp_path / "ref", {"a": "one two", "b": "three four"})
+    _write(tmp_path / "hyp", {"a": "one two"})
+    args = ["--transcriptions_dir", str(tmp_path / "ref"), "--predictions_dir", str(tmp_path / "hyp")]
+    assert calc_metrics.main(args) == 1
+    assert "1 reference(s) have no prediction" in capsys.readouterr().err
+    assert calc_metrics.main([*args, "--allow_missing", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["wer"] == 0.5
+
+
+def test_calc_metrics_bad_folders(tmp_path):
+    with pytest.raises(SystemExit, match="nowhere is not a folder"):
+        calc_metrics.main(["--transcriptions_dir", str(tmp_path / "nowhere")])
+    _write(tmp_path / "ref", {"a": "x"})
+    (tmp_path / "ref" / "bad.txt").write_bytes(b"\xff\xfe\xfa")
+    with pytest.raises(SystemExit, match="bad.txt: transcript is not UTF-8"):
+        calc_metrics.main(["--transcriptions_dir", str(tmp_path / "ref"), "--predictions_dir", str(tmp_path / "ref")])

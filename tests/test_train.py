@@ -1,0 +1,84 @@
+"""Training loop behaviour: overfitting, exact resume, NaN safety, run folder contents."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import LIBRISPEECH_FIXTURES
+
+import train
+
+SHORTEST = ["2830-3980-0043", "8455-210777-0068", "4507-16021-0012", "1034-121119-0046"]
+
+
+@pytest.fixture
+def tiny_set(tmp_path, librispeech_fixtures):
+    """The four shortest LibriSpeech fixtures (about 10 s of audio) as a CustomDir."""
+    root = tmp_path / "tiny"
+    (root / "audio").mkdir(parents=True)
+    (root / "transcriptions").mkdir()
+    for utt in SHORTEST:
+        (audio,) = (LIBRISPEECH_FIXTURES / "audio").glob(f"{utt}.*")
+        shutil.copy(audio, root / "audio")
+        shutil.copy(LIBRISPEECH_FIXTURES / "transcriptions" / f"{utt}.txt", root / "transcriptions")
+    return root
+
+
+def _args(data, runs, *extra):
+    return ["--dataset", str(data), "--runs_dir", str(runs), "--model", "tiny", "--no-tensorboard", *extra]
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_two_utterances(tmp_path, tiny_set):
+    for extra in SHORTEST[2:]:
+        (tiny_set / "audio" / f"{extra}.wav").unlink(missing_ok=True)
+        (tiny_set / "audio" / f"{extra}.flac").unlink(missing_ok=True)
+        (tiny_set / "transcriptions" / f"{extra}.txt").unlink()
+    result = train.main(_args(tiny_set, tmp_path / "runs", "--epochs", "70", "--lr", "5e-3", "--eval_every", "70"))
+    assert result["best_wer"] == 0.0  # every word of both utterances decoded exactly
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_set):
+    common = ("--epochs", "2", "--batch_seconds", "3", "--eval_every", "5", "--seed", "7")
+    full = train.main(_args(tiny_set, tmp_path / "a", *common))
+    assert full["step"] >= 6
+    cut = train.main(_args(tiny_set, tmp_path / "b", *common, "--max_steps", "3"))
+    last = cut["run_dir"] / "last.pt"
+    resumed = train.main(["--resume", str(last)])
+    assert cut["losses"] + resumed["losses"] == full["losses"]  # bit-exact, step for step
+    a = torch.load(full["run_dir"] / "last.pt", weights_only=False)["model"]
+    b = torch.load(last, weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_different_architecture(tmp_path, tiny_set):
+    cut = train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--max_steps", "1"))
+    with pytest.raises(ValueError, match="--rnn_hidden 32 differs from the checkpoint's None"):
+        train.main(["--resume", str(cut["run_dir"] / "last.pt"), "--rnn_hidden", "32"])
+
+
+def test_nan_loss_is_skipped_and_counted(tmp_path, tiny_set, monkeypatch):
+    class FlakyCTC(torch.nn.CTCLoss):
+        calls = 0
+
+        def forward(self, *args):
+            FlakyCTC.calls += 1
+            return super().forward(*args) * (float("nan") if FlakyCTC.calls == 2 else 1.0)
+
+    monkeypatch.setattr(torch.nn, "CTCLoss", FlakyCTC)
+    result = train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--batch_seconds", "3"))
+    assert result["skipped_steps"] == 1
+    weights = torch.load(result["run_dir"] / "last.pt", weights_only=False)["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_run_folder_holds_config_and_checkpoints(tmp_path, tiny_set):
+    result = train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--run_name", "r1"))
+    run = tmp_path / "r1"
+    assert result["run_dir"] == run
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "tiny" and config["epochs"] == 1 and config["batch_seconds"] == 40.0
+    assert (run / "last.pt").exists() and (run / "best.pt").exists() and not list(run.glob("*.tmp"))
+    with pytest.raises(SystemExit, match="already holds a run"):
+        train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--run_name", "r1"))
