@@ -1,0 +1,132 @@
+"""Download language models and a model checkpoint, resumable and verified.
+
+Named resources come from asr/resources.json (the official LibriSpeech LMs of
+openslr resource 11); a checkpoint comes from --url: a plain http(s) address, a
+Hugging Face `owner/repo/path/to/file`, or a Google Drive share link. Every file
+lands in --out (default `weights/`, where inference.py looks), is checked
+against its SHA-256 where one is known (else its published size), and the
+script ends by printing the inference command that uses what it fetched.
+
+    python download_weights.py 3-gram.pruned.1e-7.arpa.gz librispeech-vocab.txt
+    python download_weights.py --url owner/repo/best.pt --sha256 <hex>
+"""
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from asr.download import DownloadError, download_file, file_sha256, load_manifest, resolve_url
+
+DEFAULT_OUT = "weights"
+DEFAULT_LM = "3-gram.pruned.1e-7.arpa.gz"  # the LM the printed beam-search command uses when it was fetched
+
+
+def _resources() -> dict[str, dict]:
+    return load_manifest()["resources"]
+
+
+def _describe(name: str, entry: dict) -> str:
+    size = f"{entry['size']:,} bytes" if entry.get("size") else "size unknown"
+    if entry.get("sha256"):
+        check = f"SHA-256 {entry['sha256']}, as recorded by {entry['sha256_source']}"
+    elif entry.get("size"):
+        check = f"{entry['sha256_note']}; size as recorded by {entry['size_source']}"
+    else:
+        check = "no checksum published; size not verified"
+    lines = [f"  {name}  [{size}]"]
+    for text in (entry["description"], check, "from " + "  or  ".join(entry["urls"][:1])):
+        lines += textwrap.wrap(text, width=100, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    names = "\n".join(_describe(n, e) for n, e in _resources().items())
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            f"resources (openslr resource 11, https://www.openslr.org/11; mirrors are tried in order):\n{names}\n\n"
+            "No checkpoint of this project is published; train one with train.py or pass its address with --url.\n"
+            "Downloads resume where they stopped (a <file>.part stays until the file is verified), and a file\n"
+            "already in --out is verified and kept. HF_TOKEN is sent to huggingface.co for gated repositories."
+        ),
+    )
+    parser.add_argument("resources", nargs="*", metavar="RESOURCE", help="names listed below, or 'all'")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for the files (default: %(default)s/)")
+    parser.add_argument(
+        "--url",
+        help="a model checkpoint: https://..., a Hugging Face owner/repo/path/to/file (hf://owner/repo@rev/... "
+        "for a revision), or a Google Drive share link",
+    )
+    parser.add_argument("--sha256", help="expected SHA-256 of the --url file (strongly recommended)")
+    parser.add_argument("--name", help="file name for the --url download (default: the last part of the URL)")
+    parser.add_argument("--retries", type=int, default=6, help="retries per address after a dropped connection")
+    return parser
+
+
+def _checkpoint_name(spec: str, url: str) -> str:
+    if "drive.google.com" in url:
+        return "checkpoint.pt"  # Drive addresses carry no file name
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    if not name:
+        raise SystemExit(f"cannot tell a file name from {spec!r}; pass --name")
+    return name
+
+
+def inference_command(checkpoint: str | None, lm: str | None) -> str:
+    """The inference.py call that uses the downloaded files."""
+    cmd = f"python inference.py --checkpoint {checkpoint or 'runs/<run_name>/best.pt'} --dataset test-clean"
+    if lm:
+        cmd += f" --decoder beam_lm --lm {lm}"
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    catalogue = _resources()
+    wanted = list(catalogue) if "all" in args.resources else list(dict.fromkeys(args.resources))
+    unknown = [n for n in wanted if n not in catalogue]
+    if unknown:
+        parser.error(f"unknown resource(s) {', '.join(unknown)}; choose from {', '.join(catalogue)} or 'all'")
+    if not wanted and not args.url:
+        parser.error("nothing to download: name resources (see the list in --help) or pass --url")
+    if args.sha256 and not args.url:
+        parser.error("--sha256 checks the --url download; named resources carry their own checks")
+    out = Path(args.out)
+
+    fetched: dict[str, Path] = {}
+    try:
+        for name in wanted:
+            entry = catalogue[name]
+            path = download_file(entry["urls"], out / name, sha256=entry.get("sha256"), size=entry.get("size"),
+                                 retries=args.retries)  # fmt: skip
+            how = "SHA-256 verified" if entry.get("sha256") else "no checksum published; size verified"
+            print(f"{name} -> {path} ({path.stat().st_size:,} bytes; {how})")
+            fetched[name] = path
+        checkpoint = None
+        if args.url:
+            url = resolve_url(args.url)
+            name = args.name or _checkpoint_name(args.url, url)
+            checkpoint = download_file(url, out / name, sha256=args.sha256, retries=args.retries)
+            if args.sha256:
+                print(f"checkpoint -> {checkpoint} (SHA-256 verified)")
+            else:
+                print(
+                    f"checkpoint -> {checkpoint} (no --sha256 given: only its length was checked against the server; "
+                    f"its SHA-256 is {file_sha256(checkpoint)}, pass that next time)"
+                )
+    except (DownloadError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    lm = fetched.get(DEFAULT_LM) or next((p for n, p in fetched.items() if n.endswith(".arpa.gz")), None)
+    print("\nrun inference with:")
+    print(f"  {inference_command(str(checkpoint) if checkpoint else None, str(lm) if lm else None)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
