@@ -541,6 +541,20 @@ def test_librispeech_archive_downloads_extracts_and_reads(librispeech_server, tm
     assert len(server.state.log) == requests_before  # the second call does no network traffic
 
 
+def test_train_py_downloads_a_missing_split_and_trains(librispeech_server, tmp_path):
+    import train
+
+    server, utterances = librispeech_server
+    data_dir = tmp_path / "data"
+    args = ["--dataset", "test-clean", "--data_dir", str(data_dir), "--runs_dir", str(tmp_path / "runs")]
+    with pytest.raises(FileNotFoundError, match="drop --no_download"):
+        train.main([*args, "--no_download"])
+    result = train.main([*args, "--epochs", "1", "--model", "tiny", "--eval_dataset", "test-clean",
+                         "--no-tensorboard"])  # fmt: skip
+    assert result["step"] >= 1 and (result["run_dir"] / "best.pt").exists()
+    assert sorted(p.stem for p in (data_dir / "LibriSpeech" / "test-clean").rglob("*.flac")) == sorted(utterances)
+
+
 def test_librispeech_without_published_sums_uses_builtin(librispeech_server, tmp_path):
     server, _ = librispeech_server
     del server.state.files["/mirror/SHA256SUMS"]

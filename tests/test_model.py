@@ -2,9 +2,10 @@ import dataclasses
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asr.config import MODEL_PRESETS
-from asr.model import DeepSpeech2, MaskedBatchNorm, count_parameters
+from asr.model import BiRNN, DeepSpeech2, MaskedBatchNorm, count_parameters
 
 TINY = MODEL_PRESETS["tiny"]
 
@@ -75,3 +76,22 @@ def test_preset_sizes():
     assert sizes["tiny"] < 200_000
     assert 1_000_000 < sizes["small"] < 10_000_000
     assert 25_000_000 <= sizes["base"] <= 50_000_000
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_birnn_equals_a_packed_bidirectional_rnn(cell):
+    torch.manual_seed(0)
+    mine = BiRNN(cell, 6, 5)
+    ref = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](6, 5, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for name, p in mine.forward_rnn.named_parameters():
+            getattr(ref, name).copy_(p)
+        for name, p in mine.backward_rnn.named_parameters():
+            getattr(ref, f"{name}_reverse").copy_(p)
+    x, lengths = torch.randn(3, 9, 6), torch.tensor([9, 4, 1])
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=9)  # (B, T, 2 * hidden)
+    expected = out[..., :5] + out[..., 5:]
+    got = mine(x, lengths)
+    for i, n in enumerate(lengths):
+        assert torch.allclose(got[i, :n], expected[i, :n], atol=1e-6)

@@ -1,0 +1,536 @@
+"""Synthetic English speech corpus from espeak-ng: the CPU benchmark, the CI smoke set and `data/example/`.
+
+Sentences come from a public-domain book (default: Pride and Prejudice from
+Project Gutenberg, `../shared/data/text/pride_and_prejudice.txt`); espeak-ng
+speaks them in its 8 English accents ("voices") crossed with its ~100 timbre
+"variants", at a random speed and pitch. Every utterance is resampled to
+16 kHz, trimmed to 0.15 s of silence on each side and written in the CustomDir
+layout the training scripts read:
+
+    OUT/<split>/audio/<voice>+<variant>-<index>.flac     16 kHz mono PCM_16
+    OUT/<split>/transcriptions/<same id>.txt             one line, asr.text.normalize() output
+    OUT/manifest.json                                     seed, settings, every utterance, sha256 of every file
+
+Splits (presets `benchmark` and `smoke`): `train`; `dev` and `test`, spoken by
+variants that never occur in train or in each other (so every dev/test
+voice+variant combination is an unseen speaker) and made of sentences that
+occur in no other split; `test-noisy`, the test utterances with a synthetic
+room and coloured noise from `asr.augment` (the analogue of LibriSpeech
+test-other). Whispered, robotic and echo variants (TRAIN_ONLY_VARIANTS) are
+used in benchmark training but never held out: a held-out speaker should be a
+new ordinary voice, not a new phonation type.
+Preset `example` writes a single CustomDir of ~40 short utterances (the
+bundled `data/example/`, under 5 MB).
+
+Determinism: every random choice (sentence order, voice, variant, speed,
+pitch, level, noise seed) is drawn up-front from `np.random.default_rng(seed)`
+in the main process; the worker processes only execute fully specified jobs,
+so the files do not depend on `--workers` or on scheduling. espeak-ng itself is
+deterministic, so the same seed, text, espeak-ng version and library versions
+give byte-identical files (checked by the sha256 sums in the manifest).
+
+    python benchmarks/synth_corpus.py --preset example --out data/example
+    python benchmarks/synth_corpus.py --preset smoke --out /tmp/smoke_corpus
+    python benchmarks/synth_corpus.py --preset benchmark --out ../corpus
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python benchmarks/synth_corpus.py` without installing the package
+    sys.path.insert(0, str(REPO))
+
+from asr import augment  # noqa: E402
+from asr.audio import SAMPLE_RATE, resample  # noqa: E402
+from asr.text import normalize  # noqa: E402
+
+DEFAULT_TEXT = REPO.parent / "shared" / "data" / "text" / "pride_and_prejudice.txt"
+
+# espeak-ng's English accents (`espeak-ng --voices=en`, the gmw/ files; the mb-* MBROLA voices need extra packages).
+VOICES = (
+    "en-us",
+    "en-gb",
+    "en-gb-scotland",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-gb-x-rp",
+    "en-029",
+    "en-us-nyc",
+)
+# Variant file names under espeak-ng-data/voices/!v (`espeak-ng --voices=variant`), all but `fast` (marked
+# unstable by espeak-ng) and `Mr serious` (a space in the name). Kept as a fixed list so the corpus does not
+# change when an espeak-ng release adds variants.
+VARIANTS = (
+    "Alex Alicia Andrea Andy Annie AnxiousAndy Demonic Denis Diogo Gene Gene2 Henrique Hugo Jacky Lee Marco "
+    "Mario Michael Mike Nguyen RicishayMax RicishayMax2 RicishayMax3 Storm Tweaky UniRobot adam anika anikaRobot "
+    "announcer antonio aunty belinda benjamin boris caleb croak david ed edward edward2 f1 f2 f3 f4 f5 grandma "
+    "grandpa gustave iven iven2 iven3 iven4 john kaukovalta klatt klatt2 klatt3 klatt4 klatt5 klatt6 linda m1 m2 "
+    "m3 m4 m5 m6 m7 m8 marcelo max michel miguel norbert pablo paul pedro quincy rob robert robosoft robosoft2 "
+    "robosoft3 robosoft4 robosoft5 robosoft6 robosoft7 robosoft8 sandro shelby steph steph2 steph3 travis victor "
+    "whisper whisperf zac"
+).split()
+# Whispered, robotic, heavy-echo and effect variants: in train they add robustness, but as a held-out "speaker"
+# they would measure a different phonation type, not generalisation to a new ordinary voice.
+TRAIN_ONLY_VARIANTS = frozenset(
+    "whisper whisperf croak Demonic announcer UniRobot anikaRobot RicishayMax Tweaky "
+    "robosoft robosoft2 robosoft3 robosoft4 robosoft5 robosoft6 robosoft7 robosoft8".split()
+)
+NOISE_COLORS = ("white", "pink", "brown")  # test-noisy noise spectra (asr.augment.colored_noise)
+ESPEAK_RATE = 22050  # Hz; espeak-ng's fixed output rate
+SILENCE_PAD = 0.15  # seconds of silence kept before the first and after the last speech frame
+SILENCE_DB = 40.0  # a 10 ms frame is silence when its RMS is this far below the loudest frame
+# Written abbreviations spoken as words; the transcript gets the spoken word (as LibriSpeech writes "MISTER").
+ABBREVIATIONS = {"Mr.": "Mister", "Mrs.": "Missus", "Dr.": "Doctor", "St.": "Saint", "Esq.": "Esquire"}
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What to generate; a preset gives every field, command-line flags override single fields."""
+
+    splits: bool  # False: one CustomDir (the example set); True: train/dev/test/test-noisy
+    train_hours: float  # target hours of training audio (estimated before synthesis; the summary prints the truth)
+    train_utterances: int | None  # exact number of training utterances; overrides train_hours
+    dev_utterances: int
+    test_utterances: int
+    dev_variants: int  # held-out variants speaking dev (disjoint from train and test)
+    test_variants: int  # held-out variants speaking test
+    train_variants: int | None  # cap on the variants used in train (None: all not held out)
+    effect_variants: bool  # whether train also uses the whispered/robotic/echo variants (TRAIN_ONLY_VARIANTS)
+    voices: tuple[str, ...]
+    min_words: int
+    max_words: int
+    speed: tuple[int, int]  # words per minute, uniform
+    pitch: tuple[int, int]  # espeak-ng pitch 0-99 (50 = the variant's own), uniform
+    level: tuple[float, float]  # peak amplitude after normalisation, uniform
+    snr_db: tuple[float, float]  # test-noisy: signal-to-noise ratio, uniform
+    rt60: tuple[float, float]  # test-noisy: reverberation time in seconds, uniform
+    drr_db: tuple[float, float]  # test-noisy: direct-to-reverberant energy ratio in dB, uniform
+
+
+PRESETS = {
+    # ~40 short sentences by ordinary voices, for `python train.py` with no flags (overfit check, <= 5 MB).
+    "example": CorpusSpec(
+        splits=False,
+        train_hours=0.0,
+        train_utterances=40,
+        dev_utterances=0,
+        test_utterances=0,
+        dev_variants=0,
+        test_variants=0,
+        train_variants=8,
+        effect_variants=False,
+        voices=VOICES,
+        min_words=4,
+        max_words=10,
+        speed=(140, 180),
+        pitch=(35, 65),
+        level=(0.5, 0.9),
+        snr_db=(5.0, 20.0),
+        rt60=(0.2, 0.6),
+        drr_db=(3.0, 12.0),
+    ),
+    # A CI-sized corpus: training for ~2 minutes on CPU must lower held-out WER well below its starting value.
+    "smoke": CorpusSpec(
+        splits=True,
+        train_hours=0.0,
+        train_utterances=300,
+        dev_utterances=20,
+        test_utterances=30,
+        dev_variants=2,
+        test_variants=3,
+        train_variants=16,
+        effect_variants=False,
+        voices=("en-us", "en-gb"),
+        min_words=4,
+        max_words=10,
+        speed=(140, 180),
+        pitch=(35, 65),
+        level=(0.5, 0.9),
+        snr_db=(5.0, 20.0),
+        rt60=(0.2, 0.6),
+        drr_db=(3.0, 12.0),
+    ),
+    # The CPU benchmark: ~2.5 h of training audio, unseen-speaker dev/test.
+    "benchmark": CorpusSpec(
+        splits=True,
+        train_hours=2.5,
+        train_utterances=None,
+        dev_utterances=300,
+        test_utterances=500,
+        dev_variants=8,
+        test_variants=8,
+        train_variants=None,
+        effect_variants=True,
+        voices=VOICES,
+        min_words=5,
+        max_words=25,
+        speed=(130, 190),
+        pitch=(30, 70),
+        level=(0.5, 0.9),
+        snr_db=(5.0, 20.0),
+        rt60=(0.2, 0.6),
+        drr_db=(3.0, 12.0),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------- sentences
+
+
+def gutenberg_body(text: str) -> str:
+    """The book between Project Gutenberg's "*** START OF" and "*** END OF" lines (all of it if absent)."""
+    start = re.search(r"^\*\*\* ?START OF.*$", text, flags=re.MULTILINE)
+    end = re.search(r"^\*\*\* ?END OF.*$", text, flags=re.MULTILINE)
+    return text[start.end() if start else 0 : end.start() if end else len(text)]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Paragraphs -> sentences; a sentence ends at . ! or ? (plus closing quotes) before a capital or a quote."""
+    sentences = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        paragraph = " ".join(paragraph.split())
+        for short, spoken in ABBREVIATIONS.items():  # before splitting, so "Mr. Darcy" is not a sentence end
+            paragraph = re.sub(rf"\b{re.escape(short)}(?=\s)", spoken, paragraph)
+        ends = [m.start(1) for m in re.finditer(r"[.!?][\"')\]]*(\s+)(?=[\"'(]?[A-Z])", paragraph)]
+        sentences += [paragraph[i:j] for i, j in zip([0, *ends], [*ends, len(paragraph)], strict=True)]
+    return [s.strip() for s in sentences if s.strip()]
+
+
+def speakable(sentence: str) -> str | None:
+    """The text espeak-ng is given, or None if the sentence could be spoken differently from its transcript.
+
+    Rejected: digits (espeak-ng and `normalize` spell numbers differently), all-capital words and single letters
+    other than "I"/"a" (espeak-ng may spell them), unknown abbreviations ("W."), words with a leading or
+    trailing apostrophe (a quote mark or an elision; `normalize` keeps it, the speech does not say it),
+    brackets and symbols (espeak-ng reads "[[...]]" as phonemes).
+    """
+    text = sentence.replace('"', " ").replace("_", " ").replace("--", ", ")
+    text = text.replace("\u201c", " ").replace("\u201d", " ").replace("\u2019", "'").replace("\u2018", "'")
+    text = " ".join(text.split())
+    if not re.fullmatch(r"[A-Za-z ,.;:?!'\-]+", text):
+        return None
+    for word in re.findall(r"[A-Za-z'\-]+", text):
+        bare = word.strip("-")
+        if bare.startswith("'") or bare.endswith("'"):
+            return None
+        letters = bare.replace("'", "").replace("-", "")
+        if len(letters) >= 2 and letters.isupper():
+            return None
+        if len(letters) == 1 and letters not in ("I", "a", "A"):
+            return None
+    if re.search(r"\b[A-Za-z]\.\s*\S", text):  # an initial inside the sentence
+        return None
+    return text
+
+
+def load_sentences(path: Path, min_words: int, max_words: int) -> list[tuple[str, str]]:
+    """(spoken text, normalised transcript) pairs of min..max words, deduplicated by transcript, in book order."""
+    if not path.is_file():
+        raise FileNotFoundError(f"sentence source {path} not found; pass --text with a plain-text file")
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    pairs, seen = [], set()
+    for sentence in split_sentences(gutenberg_body(raw)):
+        spoken = speakable(sentence)
+        if spoken is None:
+            continue
+        transcript = normalize(spoken)
+        if min_words <= len(transcript.split()) <= max_words and transcript not in seen:
+            seen.add(transcript)
+            pairs.append((spoken, transcript))
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def _estimate_seconds(words: int, speed: int) -> float:
+    """Rough utterance length in seconds, only to size the training set up front (measured: +-20% per utterance)."""
+    return words * 60.0 / speed * 0.85 + 2 * SILENCE_PAD  # espeak-ng speaks ~15% faster than its nominal wpm
+
+
+def _draw(rng: np.random.Generator, spec: CorpusSpec, voices: list[str], variants: list[str]) -> dict:
+    """The random settings of one utterance; always the same number of draws, so plans are stable."""
+    return {
+        "voice": voices[int(rng.integers(len(voices)))],
+        "variant": variants[int(rng.integers(len(variants)))],
+        "speed": int(rng.integers(spec.speed[0], spec.speed[1] + 1)),
+        "pitch": int(rng.integers(spec.pitch[0], spec.pitch[1] + 1)),
+        "level": round(float(rng.uniform(*spec.level)), 4),
+    }
+
+
+def plan_corpus(spec: CorpusSpec, sentences: list[tuple[str, str]], seed: int) -> dict[str, list[dict]]:
+    """Every utterance of every split, fully specified (split -> jobs); no audio is made here."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(sentences))
+    sentences = [sentences[i] for i in order]
+    held_out_pool = [v for v in VARIANTS if v not in TRAIN_ONLY_VARIANTS]
+    held_out = [held_out_pool[i] for i in rng.permutation(len(held_out_pool))[: spec.dev_variants + spec.test_variants]]
+    dev_variants, test_variants = held_out[: spec.dev_variants], held_out[spec.dev_variants :]
+    train_variants = [v for v in (VARIANTS if spec.effect_variants else held_out_pool) if v not in held_out]
+    train_variants = [train_variants[i] for i in rng.permutation(len(train_variants))]
+    if spec.train_variants is not None:
+        train_variants = train_variants[: spec.train_variants]
+    voices = list(spec.voices)
+
+    n_held = spec.dev_utterances + spec.test_utterances
+    if n_held >= len(sentences):
+        raise ValueError(f"{n_held} dev+test sentences requested but the text has only {len(sentences)} usable ones")
+    dev_text, test_text = sentences[: spec.dev_utterances], sentences[spec.dev_utterances : n_held]
+    train_text = sentences[n_held:]
+
+    def jobs(split: str, texts: list[tuple[str, str]], variants: list[str]) -> list[dict]:
+        out = []
+        for i, (spoken, transcript) in enumerate(texts):
+            job = {"split": split, "spoken": spoken, "text": transcript, **_draw(rng, spec, voices, variants)}
+            job["id"] = f"{job['voice']}+{job['variant']}-{i:06d}"
+            out.append(job)
+        return out
+
+    plan = {}
+    # Training sentences are reused (by other voices) only when the target needs more than the book has.
+    train, seconds = [], 0.0
+    target = spec.train_hours * 3600
+    while (len(train) < spec.train_utterances) if spec.train_utterances is not None else (seconds < target):
+        spoken, transcript = train_text[len(train) % len(train_text)]
+        job = {"split": "train", "spoken": spoken, "text": transcript, **_draw(rng, spec, voices, train_variants)}
+        job["id"] = f"{job['voice']}+{job['variant']}-{len(train):06d}"
+        seconds += _estimate_seconds(len(transcript.split()), job["speed"])
+        train.append(job)
+    plan["train"] = train
+    if spec.splits:
+        plan["dev"] = jobs("dev", dev_text, dev_variants)
+        plan["test"] = jobs("test", test_text, test_variants)
+        noisy = []
+        for job in plan["test"]:
+            noisy.append(
+                {
+                    **job,
+                    "split": "test-noisy",
+                    "snr_db": round(float(rng.uniform(*spec.snr_db)), 3),
+                    "rt60": round(float(rng.uniform(*spec.rt60)), 3),
+                    "drr_db": round(float(rng.uniform(*spec.drr_db)), 3),
+                    "noise": NOISE_COLORS[int(rng.integers(len(NOISE_COLORS)))],
+                    "noise_seed": int(rng.integers(2**31)),
+                }
+            )
+        plan["test-noisy"] = noisy
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------- audio
+
+
+def espeak_version() -> str:
+    """The installed espeak-ng version ("1.51"); raises with install advice if it is missing."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise FileNotFoundError(
+            "espeak-ng is not on PATH; install it (apt-get install espeak-ng, brew install espeak-ng)"
+        )
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"speak NG text-to-speech: (\S+)", out, flags=re.IGNORECASE)
+    return match.group(1) if match else out.strip()
+
+
+def _check_variants(variants: set[str]) -> None:
+    """Fail early, by name, when this espeak-ng lacks a variant the plan uses."""
+    listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
+    have = set(re.findall(r"!v/(\S+)", listing))  # the File column
+    missing = sorted(variants - have)
+    if missing:
+        raise RuntimeError(f"this espeak-ng has no variant(s) {missing}; the corpus was designed with espeak-ng 1.51")
+
+
+def speak(text: str, voice: str, variant: str, speed: int, pitch: int) -> np.ndarray:
+    """espeak-ng speech as float32 at 16 kHz, shape (samples,), untrimmed."""
+    cmd = ["espeak-ng", "-v", f"{voice}+{variant}", "-s", str(speed), "-p", str(pitch), "--stdout"]
+    result = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True)  # stdin: no option parsing
+    if result.returncode != 0 or len(result.stdout) <= 44:
+        error = result.stderr.decode(errors="replace").strip()
+        raise RuntimeError(f"espeak-ng failed for {voice}+{variant} on {text!r}: {error or 'no audio'}")
+    audio, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")
+    assert rate == ESPEAK_RATE, rate
+    return resample(audio, ESPEAK_RATE)
+
+
+def trim_silence(audio: np.ndarray, pad: float = SILENCE_PAD) -> np.ndarray:
+    """Cut or extend leading/trailing silence to exactly `pad` seconds around the speech."""
+    hop = SAMPLE_RATE // 100  # 10 ms frames
+    frames = audio[: len(audio) // hop * hop].reshape(-1, hop)
+    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (-SILENCE_DB / 20))
+    if len(loud) == 0:
+        return audio
+    keep = int(pad * SAMPLE_RATE)
+    start, end = loud[0] * hop - keep, (loud[-1] + 1) * hop + keep
+    # espeak-ng starts speaking on the first sample; zeros make up the missing lead-in (its silence is exact zero)
+    before, after = np.zeros(max(0, -start), audio.dtype), np.zeros(max(0, end - len(audio)), audio.dtype)
+    return np.concatenate([before, audio[max(0, start) : min(len(audio), end)], after])
+
+
+def to_pcm16(audio: np.ndarray, peak: float) -> np.ndarray:
+    """Scale so the largest sample is `peak` (of full scale) and quantise to int16."""
+    scale = peak / max(float(np.abs(audio).max()), 1e-9)
+    return np.clip(np.round(audio.astype(np.float64) * scale * 32767), -32768, 32767).astype(np.int16)
+
+
+def corrupt(audio: np.ndarray, job: dict) -> np.ndarray:
+    """test-noisy: a synthetic room (asr.augment.synthetic_rir) then coloured noise at the job's SNR."""
+    rng = np.random.default_rng(job["noise_seed"])
+    wet = augment.reverberate(audio, augment.synthetic_rir(job["rt60"], job["drr_db"], rng))
+    return augment.add_noise(wet, augment.colored_noise(len(wet), job["noise"], rng), job["snr_db"])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write(out: Path, utt_id: str, pcm: np.ndarray, text: str) -> dict:
+    audio_path = out / "audio" / f"{utt_id}.flac"
+    text_path = out / "transcriptions" / f"{utt_id}.txt"
+    sf.write(str(audio_path), pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    text_path.write_text(text + "\n", encoding="utf-8")
+    return {
+        "seconds": round(len(pcm) / SAMPLE_RATE, 3),
+        "sha256_audio": _sha256(audio_path),
+        "sha256_text": _sha256(text_path),
+    }
+
+
+def _make_utterance(job: dict) -> dict:
+    """Worker: synthesise (or corrupt) one planned utterance and write its two files; returns the manifest entry."""
+    out = Path(job["out"])
+    if job["split"] == "test-noisy":
+        clean = out.parent / "test" / "audio" / f"{job['id']}.flac"
+        audio, _ = sf.read(str(clean), dtype="float32")
+        audio = corrupt(audio, job)
+    else:
+        audio = trim_silence(speak(job["spoken"], job["voice"], job["variant"], job["speed"], job["pitch"]))
+    entry = {k: v for k, v in job.items() if k not in ("out", "split")}
+    return entry | _write(out, job["id"], to_pcm16(audio, job["level"]), job["text"])
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; resampling with more threads would only oversubscribe
+
+
+def _run(jobs: list[dict], workers: int) -> list[dict]:
+    """Execute jobs in parallel; results come back in job order whatever the scheduling."""
+    if workers <= 1 or len(jobs) < 2:
+        _init_worker()
+        return [_make_utterance(job) for job in jobs]
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(workers, initializer=_init_worker) as pool:
+        return pool.map(_make_utterance, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def _prepare_out(out: Path, split_names: list[str]) -> None:
+    """Make OUT empty of generated files; refuse to touch a non-empty folder this script did not write."""
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
+        raise FileExistsError(f"{out} is not empty and has no manifest.json; pick an empty or new --out folder")
+    for name in ["audio", "transcriptions", "train", "dev", "test", "test-noisy", "manifest.json"]:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for name in split_names:
+        for sub in ("audio", "transcriptions"):
+            (out / name / sub if name else out / sub).mkdir(parents=True, exist_ok=True)
+
+
+def generate(spec: CorpusSpec, out: Path, seed: int, text_path: Path, workers: int, preset: str = "") -> dict:
+    """Build the corpus under `out` and return the manifest (also written to out/manifest.json)."""
+    version = espeak_version()
+    sentences = load_sentences(text_path, spec.min_words, spec.max_words)
+    plan = plan_corpus(spec, sentences, seed)
+    _check_variants({job["variant"] for jobs in plan.values() for job in jobs})
+    split_dirs = {split: (out / split if spec.splits else out) for split in plan}
+    _prepare_out(out, [split if spec.splits else "" for split in plan])
+
+    manifest = {
+        "generator": "benchmarks/synth_corpus.py",
+        "preset": preset,
+        "seed": seed,
+        "spec": dataclasses.asdict(spec),
+        "text": text_path.name,
+        "text_sha256": _sha256(text_path),
+        "usable_sentences": len(sentences),
+        "espeak_ng": version,
+        "sample_rate": SAMPLE_RATE,
+        "splits": {},
+    }
+    for split, jobs in plan.items():  # test-noisy comes after test: it reads the clean test audio
+        entries = _run([{**job, "out": str(split_dirs[split])} for job in jobs], workers)
+        speakers = sorted({f"{e['voice']}+{e['variant']}" for e in entries})
+        manifest["splits"][split] = {
+            "hours": round(sum(e["seconds"] for e in entries) / 3600, 4),
+            "speakers": len(speakers),
+            "variants": sorted({e["variant"] for e in entries}),
+            "utterances": entries,
+        }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest
+
+
+def summary(manifest: dict) -> str:
+    """Hours, utterances and speakers per split."""
+    lines = [f"{'split':<12} {'hours':>7} {'utts':>6} {'speakers':>8} {'words':>7}"]
+    for split, info in manifest["splits"].items():
+        words = sum(len(u["text"].split()) for u in info["utterances"])
+        lines.append(f"{split:<12} {info['hours']:>7.3f} {len(info['utterances']):>6} {info['speakers']:>8} {words:>7}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=list(PRESETS), default="benchmark", help="size and shape of the corpus")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created; regenerated if it exists)")
+    parser.add_argument("--seed", type=int, default=0, help="the only source of randomness")
+    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="plain-text sentence source (UTF-8)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel synthesis processes")
+    parser.add_argument("--train_hours", "--train-hours", type=float, help="override the preset's training hours")
+    parser.add_argument("--train_utterances", "--train-utterances", type=int, help="override: exact train size")
+    parser.add_argument("--dev_utterances", "--dev-utterances", type=int, help="override the preset's dev size")
+    parser.add_argument("--test_utterances", "--test-utterances", type=int, help="override the preset's test size")
+    args = parser.parse_args(argv)
+
+    spec = PRESETS[args.preset]
+    overrides = {k: getattr(args, k) for k in ("train_utterances", "dev_utterances", "test_utterances")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.train_hours is not None:
+        overrides |= {"train_hours": args.train_hours, "train_utterances": overrides.get("train_utterances")}
+    spec = dataclasses.replace(spec, **overrides)
+
+    start = time.perf_counter()
+    manifest = generate(spec, args.out, args.seed, args.text, args.workers, preset=args.preset)
+    elapsed = time.perf_counter() - start
+    print(summary(manifest))
+    print(f"wrote {args.out} in {elapsed:.1f} s with {args.workers} worker(s) (espeak-ng {manifest['espeak_ng']})")
+
+
+if __name__ == "__main__":
+    main()
