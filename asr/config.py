@@ -122,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = T
                 f"--no_{f.name}", dest=f.name, action="store_false", default=no_default, help=argparse.SUPPRESS
             )
         else:
-            group.add_argument(*names, type=kind, metavar=f.name.upper(), **kw)
+            group.add_argument(*names, type=kind, metavar=None if "choices" in kw else f.name.upper(), **kw)
 
 
 def from_args(cls: type, args: argparse.Namespace):
@@ -132,10 +132,14 @@ def from_args(cls: type, args: argparse.Namespace):
 
 def parser_for(*classes: type, description: str = "", defaults: bool = True) -> argparse.ArgumentParser:
     """A parser with the flags of `classes`, showing defaults in --help."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     for cls in classes:
         add_arguments(parser, cls, defaults)
     return parser
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each flag's help; the script docstring printed as written."""
 
 
 def _base_type(annotation) -> type:

@@ -1,0 +1,160 @@
+"""Training and inference speed of each model preset, and the padding waste of the batch sampler.
+
+    python benchmarks/speed.py                    # all presets, 2 threads
+    python benchmarks/speed.py --presets small --threads 1
+
+On a fixed batch of 16 utterances of ~10 s (clips of data/example joined end to
+end) it prints, per preset: the training step time (forward, CTC, backward,
+AdamW) and audio-seconds per wall-second, inference audio-seconds per second,
+and the share of a step that loading + featurising the batch would add. The
+reference measured in the same run is the same model with its recurrent layers
+on PyTorch packed sequences (the usual way to keep padding out of an RNN), so
+the ratio shows what `BiRNN` buys. It also prints the padding waste of the
+duration-bucketed sampler against random batching, on LibriSpeech-like
+durations.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asr.audio import LogMel, load_audio  # noqa: E402
+from asr.config import MODEL_PRESETS  # noqa: E402
+from asr.data import BucketBatchSampler  # noqa: E402
+from asr.model import BiRNN, DeepSpeech2  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "example" / "audio"
+BATCH, SECONDS = 16, 10.0
+
+
+class PackedBiRNN(BiRNN):
+    """Reference: one bidirectional nn.GRU/LSTM on packed sequences (same parameters, same result)."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int) -> None:
+        super().__init__(cell, input_size, hidden)
+        rnn_class = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+        self.both = rnn_class(input_size, hidden, batch_first=True, bidirectional=True)
+        del self.forward_rnn, self.backward_rnn
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.both(packed)[0], batch_first=True, total_length=x.shape[1])
+        forward, backward = out.chunk(2, dim=-1)
+        return forward + backward
+
+
+def make_batch(n_mels: int) -> tuple[list[Path], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """16 utterances of ~10 s (example clips joined), with random 150-character targets."""
+    files = sorted(EXAMPLE.glob("*.flac"))
+    if not files:
+        sys.exit(f"no audio in {EXAMPLE}")
+    featurize, feats, used, k = LogMel(n_mels), [], [], 0
+    for _ in range(BATCH):
+        parts, total = [], 0
+        while total < SECONDS * 16000:
+            parts.append(load_audio(files[k % len(files)]))
+            used.append(files[k % len(files)])
+            total += len(parts[-1])
+            k += 1
+        feats.append(featurize(torch.from_numpy(np.concatenate(parts))))
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, n_mels)
+    targets = torch.randint(1, 29, (BATCH, 150))
+    return used, x, lengths, targets, torch.full((BATCH,), 150), float(lengths.sum()) / 100
+
+
+def time_load_and_featurise(files: list[Path], n_mels: int) -> float:
+    featurize = LogMel(n_mels)
+    tic = time.perf_counter()
+    for f in files:
+        featurize(torch.from_numpy(load_audio(f)))
+    return time.perf_counter() - tic
+
+
+def time_train_step(model: DeepSpeech2, batch, repeats: int) -> float:
+    _, x, lengths, targets, target_lengths, _ = batch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ctc = torch.nn.CTCLoss(zero_infinity=True, reduction="sum")
+    model.train()
+    times = []
+    for _ in range(repeats + 1):  # the first step warms up allocators and kernels
+        tic = time.perf_counter()
+        log_probs, out_lengths = model(x, lengths)
+        loss = ctc(log_probs.transpose(0, 1), targets, out_lengths, target_lengths) / BATCH
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times[1:])
+
+
+@torch.inference_mode()
+def time_inference(model: DeepSpeech2, batch, repeats: int) -> float:
+    _, x, lengths, *_ = batch
+    model.eval()
+    times = []
+    for _ in range(repeats + 1):
+        tic = time.perf_counter()
+        model(x, lengths)
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times[1:])
+
+
+def padding_waste(seed: int = 0) -> None:
+    """Bucketed vs random batches on durations shaped like LibriSpeech train-clean-100."""
+    rng = np.random.default_rng(seed)
+    # train-clean-100: 28,539 utterances, mean 12.7 s, most 10-17 s, range ~1.3-24.5 s (assumed normal, sd 3.5 s)
+    durations = np.clip(rng.normal(12.7, 3.5, size=28539), 1.3, 24.5)
+    sampler = BucketBatchSampler(durations.tolist(), batch_seconds=400, seed=seed)
+    real = padded = 0.0
+    order = rng.permutation(len(durations))
+    for start in range(0, len(order), 32):  # random batches of 32, about the same 400 s
+        d = durations[order[start : start + 32]]
+        real, padded = real + d.sum(), padded + d.max() * len(d)
+    print("\npadding waste, 28,539 LibriSpeech-like durations, ~400 s batches:")
+    print(f"  random batches of 32 (reference): {100 * (1 - real / padded):5.1f}%")
+    print(f"  duration-bucketed sampler:        {100 * sampler.padding_waste(1):5.1f}%  (target <= 10%)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=list(MODEL_PRESETS), choices=list(MODEL_PRESETS))
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (default: %(default)s)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"batch {BATCH} x ~{SECONDS:g} s, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}")
+    header = f"{'preset':7} {'params':>7} {'train audio-s/s':>16} {'packed ref':>11} {'ratio':>6} "
+    print(header + f"{'step s':>7} {'infer audio-s/s':>16} {'load+feat share':>16}")
+    for name in args.presets:
+        config = MODEL_PRESETS[name]
+        batch = make_batch(config.n_mels)
+        audio_seconds = batch[-1]
+        torch.manual_seed(0)
+        model = DeepSpeech2(config)
+        reference = DeepSpeech2(config)
+        reference.rnns = torch.nn.ModuleList(
+            PackedBiRNN(config.rnn_type, rnn.forward_rnn.input_size, config.rnn_hidden) for rnn in model.rnns
+        )
+        step = time_train_step(model, batch, args.repeats)
+        ref_step = time_train_step(reference, batch, args.repeats)
+        infer = time_inference(model, batch, args.repeats)
+        load = time_load_and_featurise(batch[0], config.n_mels)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(
+            f"{name:7} {params:6.1f}M {audio_seconds / step:16.1f} {audio_seconds / ref_step:11.1f} "
+            f"{ref_step / step:5.2f}x {step:7.2f} {audio_seconds / infer:16.1f} {100 * load / (load + step):15.1f}%"
+        )
+    padding_waste()
+
+
+if __name__ == "__main__":
+    main()
