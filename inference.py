@@ -1,12 +1,17 @@
-"""Transcribe audio with a trained checkpoint.
+"""Transcribe audio with a trained checkpoint, or re-decode saved log-probabilities.
 
     python inference.py --data_dir data/example --out preds --checkpoint runs/example/best.pt
-    python inference.py --dataset test-clean --out preds/test-clean
+    python inference.py --dataset test-clean --out preds/test-clean --decoder beam_lm --lm lm.arpa
+    python inference.py --data_dir X --checkpoint C --save_logits logits/X      # keep the model outputs
+    python inference.py --logits logits/X --decoder beam --beam_size 64        # decode again, no model
+    python inference.py --logits logits/X --lm lm.arpa --grid_alphas 0.3,0.5,0.8 --grid_betas 0,1,2
 
 Writes `<out>/<UtteranceID>.txt` (one line of normalised text) for every audio
 file. When references exist it prints corpus WER/CER and writes
 `<out>/metrics.json`. Files that cannot be read are listed with the reason, the
-others are still transcribed, and the exit code is 1 if any failed.
+others are still transcribed, and the exit code is 1 if any failed. With
+--grid_alphas it decodes the labelled utterances with every (alpha, beta) pair,
+prints a WER table and the best pair, and writes `<out>/grid.json`.
 """
 
 import dataclasses
@@ -14,59 +19,153 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from asr.checkpoint import load_checkpoint, model_from_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
-from asr.data import DataReport, load_dataset
-from asr.decode import greedy_decode
+from asr.data import DataReport, load_dataset, read_transcripts
+from asr.decode import beam_options, decode_batch, decode_grid, greedy_decode
+from asr.lm import load_lm
 from asr.metrics import score
 from asr.model import pick_device
+from asr.text import CharTokenizer, tokenizer_from_state
 from asr.transcribe import eval_loader, transcribe
+
+TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can be decoded without the checkpoint
+
+
+def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, CharTokenizer]:
+    """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer)."""
+    model, tokenizer = model_from_checkpoint(load_checkpoint(config.checkpoint))
+    device = pick_device(config.device)
+    model.to(device)
+    utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report, config.download)
+    print(f"{len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min of audio")
+    loader = eval_loader(utterances, tokenizer, model.config.n_mels, config.batch_seconds)
+    log_probs: dict[str, np.ndarray] = {}
+    with tqdm(total=len(utterances), desc="acoustic model", unit="utt", disable=None) as bar:
+        for batch, lp, lengths in transcribe(model, loader, device):
+            report.failed.extend(batch["errors"])
+            bar.update(len(batch["ids"]) + len(batch["errors"]))
+            for i, utt_id in enumerate(batch["ids"]):
+                log_probs[utt_id] = lp[i, : lengths[i]].numpy()  # (T', V)
+    return log_probs, {u.id: u.text for u in utterances}, tokenizer
+
+
+def save_logits(folder: Path, log_probs: dict, references: dict, tokenizer: CharTokenizer) -> None:
+    """DIR/<id>.npy (float32 (T, V)), DIR/<id>.txt (reference, when known), DIR/tokenizer.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / TOKENIZER_FILE).write_text(json.dumps(tokenizer.state_dict()) + "\n")
+    for utt_id, lp in log_probs.items():
+        np.save(folder / f"{utt_id}.npy", lp.astype(np.float32))
+        if references.get(utt_id) is not None:
+            (folder / f"{utt_id}.txt").write_text(references[utt_id] + "\n", encoding="utf-8")
+    print(f"saved log-probs of {len(log_probs)} utterances to {folder}/")
+
+
+def load_logits(folder: Path, report: DataReport) -> tuple[dict, dict, CharTokenizer]:
+    """The inverse of `save_logits`."""
+    if not (folder / TOKENIZER_FILE).is_file():
+        raise FileNotFoundError(
+            f"{folder / TOKENIZER_FILE} not found: --logits takes a folder written by --save_logits"
+        )
+    tokenizer = tokenizer_from_state(json.loads((folder / TOKENIZER_FILE).read_text()))
+    log_probs = {}
+    for path in sorted(folder.glob("*.npy")):
+        try:
+            log_probs[path.stem] = np.load(path)
+        except (ValueError, OSError) as e:
+            report.failed.append(f"{path}: cannot read saved log-probs ({e})")
+    texts = read_transcripts(folder, report)
+    return log_probs, {utt_id: texts.get(utt_id) for utt_id in log_probs}, tokenizer
+
+
+def decode(log_probs: dict, tokenizer: CharTokenizer, config: DecodeConfig, lm) -> dict[str, str]:
+    """{id: (T, V) log-probs} -> {id: text} with the configured decoder."""
+    ids = sorted(log_probs)
+    if config.decoder == "greedy":
+        return {
+            i: greedy_decode(torch.from_numpy(log_probs[i])[None], torch.tensor([len(log_probs[i])]), tokenizer)[0]
+            for i in ids
+        }
+    hyps = decode_batch(
+        [log_probs[i] for i in ids], tokenizer, workers=config.decode_workers, lm=lm, **beam_options(config)
+    )
+    return {i: h[0].text for i, h in zip(ids, hyps, strict=True)}
+
+
+def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceConfig, decode_config, lm) -> dict:
+    """WER of every (alpha, beta) pair on the labelled utterances; prints the table and the best pair."""
+    ids = sorted(i for i in log_probs if references.get(i) is not None)
+    if not ids or lm is None:
+        sys.exit("--grid_alphas needs --lm and utterances with references")
+    alphas = [float(a) for a in config.grid_alphas.split(",")]
+    betas = [float(b) for b in config.grid_betas.split(",")]
+    options = beam_options(decode_config) | {"alpha": 0.0, "beta": 0.0}
+    texts = decode_grid(
+        [log_probs[i] for i in ids], tokenizer, lm=lm, alphas=alphas, betas=betas,
+        workers=decode_config.decode_workers, **{k: v for k, v in options.items() if k not in ("alpha", "beta")},
+    )  # fmt: skip
+    wers = {pair: score([(references[i], t) for i, t in zip(ids, hyp, strict=True)]).wer for pair, hyp in texts.items()}
+    print(f"WER % on {len(ids)} utterances, beam {decode_config.beam_size} (rows: alpha, columns: beta)")
+    print("alpha\\beta " + "".join(f"{b:>8g}" for b in betas))
+    for a in alphas:
+        print(f"{a:>10g} " + "".join(f"{100 * wers[a, b]:>8.2f}" for b in betas))
+    (best_alpha, best_beta), best = min(wers.items(), key=lambda kv: (kv[1], kv[0]))
+    print(f"best: --alpha {best_alpha:g} --beta {best_beta:g}  (WER {100 * best:.2f}%)")
+    return {"best": {"alpha": best_alpha, "beta": best_beta, "wer": best},
+            "grid": [{"alpha": a, "beta": b, "wer": w} for (a, b), w in sorted(wers.items())]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser_for(InferenceConfig, DecodeConfig, description=__doc__).parse_args(argv)
     config, decode_config = from_args(InferenceConfig, args), from_args(DecodeConfig, args)
-    if (config.data_dir is None) == (config.dataset is None):
-        sys.exit("give exactly one of --data_dir DIR (audio/ + optional transcriptions/) or --dataset SPLIT")
-
-    model, tokenizer = model_from_checkpoint(load_checkpoint(config.checkpoint))
-    device = pick_device(config.device)
-    model.to(device)
+    if sum(x is not None for x in (config.data_dir, config.dataset, config.logits)) != 1:
+        sys.exit(
+            "give exactly one of --data_dir DIR (audio/ + optional transcriptions/), --dataset SPLIT, --logits DIR"
+        )
+    lm = None
+    if decode_config.decoder == "beam_lm" or config.grid_alphas:
+        if decode_config.lm is None:
+            sys.exit("--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)")
+        lm = load_lm(decode_config.lm)
+    elif decode_config.lm is not None:
+        sys.exit("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
 
     report = DataReport()
-    utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report, config.download)
-    print(f"{len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min of audio")
+    if config.logits:
+        log_probs, references, tokenizer = load_logits(Path(config.logits), report)
+    else:
+        log_probs, references, tokenizer = run_model(config, report)
+    if config.save_logits:
+        save_logits(Path(config.save_logits), log_probs, references, tokenizer)
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    loader = eval_loader(utterances, tokenizer, model.config.n_mels, config.batch_seconds)
-    predictions: dict[str, str] = {}
-    with tqdm(total=len(utterances), desc="transcribing", unit="utt") as bar:
-        for batch, log_probs, lengths in transcribe(model, loader, device):
-            report.failed.extend(batch["errors"])
-            bar.update(len(batch["ids"]) + len(batch["errors"]))
-            if log_probs is None:
-                continue
-            for utt_id, text in zip(batch["ids"], greedy_decode(log_probs, lengths, tokenizer), strict=True):
-                predictions[utt_id] = text
-                (out / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
-    print(f"wrote {len(predictions)} transcripts to {out}/")
+    if config.grid_alphas:
+        result = grid_search(log_probs, references, tokenizer, config, decode_config, lm)
+        (out / "grid.json").write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+
+    predictions = decode(log_probs, tokenizer, decode_config, lm)
+    for utt_id, text in predictions.items():
+        (out / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {len(predictions)} transcripts to {out}/ ({decode_config.decoder})")
 
     # Score every utterance that has a reference; one that failed to load counts as an empty prediction,
     # so failures cannot flatter the WER.
-    pairs = [(u.text, predictions.get(u.id, "")) for u in utterances if u.text is not None]
+    pairs = [(text, predictions.get(utt_id, "")) for utt_id, text in sorted(references.items()) if text is not None]
     if pairs:
         scores = score(pairs)
         print(scores)
         metrics = {
-            "checkpoint": config.checkpoint,
-            "data": config.data_dir or config.dataset,
+            "checkpoint": None if config.logits else config.checkpoint,
+            "data": config.logits or config.data_dir or config.dataset,
             "decoding": dataclasses.asdict(decode_config),
             **scores.as_dict(),
-            "scored_as_empty_because_unreadable": sum(u.id not in predictions for u in utterances if u.text),
+            "scored_as_empty_because_unreadable": sum(i not in predictions for i, t in references.items() if t),
             "failed": report.failed,
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

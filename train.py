@@ -31,7 +31,7 @@ from asr.data import (
     is_librispeech,
     load_dataset,
 )
-from asr.decode import greedy_decode
+from asr.decode import decode_batch, greedy_decode
 from asr.logger import make_writer, predictions_table, spectrogram_image
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
@@ -187,9 +187,11 @@ def main(argv: list[str] | None = None) -> dict:
         }
         save_checkpoint(run_dir / name, state)
 
+    beam_ids = {u.id for u in sorted(eval_utts, key=lambda u: u.id)[: config.eval_beam_utterances]}
+
     def evaluate() -> float:
-        """Greedy WER on the eval set; logs loss, WER, CER, spectrograms, audio and a predictions table."""
-        total_loss, pairs, rows = 0.0, [], []
+        """Greedy WER on the eval set (+ beam WER on a subset); logs losses, rates, spectrograms, audio, a table."""
+        total_loss, pairs, greedy, beam_inputs = 0.0, [], {}, {}
         texts = {u.id: u.text for u in eval_utts}
         for batch, log_probs, out_lens in transcribe(model, val_loader, device, use_amp):
             load_errors.extend(batch["errors"])
@@ -197,24 +199,38 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             loss = ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_lens, batch["target_lengths"])
             total_loss += loss.item()
-            for utt_id, hyp in zip(batch["ids"], greedy_decode(log_probs, out_lens, tokenizer), strict=True):
+            for i, (utt_id, hyp) in enumerate(
+                zip(batch["ids"], greedy_decode(log_probs, out_lens, tokenizer), strict=True)
+            ):
                 pairs.append((texts[utt_id], hyp))
-                rows.append((utt_id, texts[utt_id], hyp))
+                greedy[utt_id] = hyp
+                if utt_id in beam_ids and config.eval_beam_size > 0:
+                    beam_inputs[utt_id] = log_probs[i, : out_lens[i]]  # (T', V)
         model.train()
         scores = score(pairs)
         writer.add_scalar("val/loss", total_loss / max(1, len(pairs)), step)
         writer.add_scalar("val/wer", scores.wer, step)
         writer.add_scalar("val/cer", scores.cer, step)
         writer.add_scalar("val/wer_utt_mean", scores.wer_utt_mean, step)
-        shown = sorted(rows)[:LOGGED_UTTERANCES]
-        writer.add_text("val/predictions", predictions_table(shown), step)
+        shown = sorted(greedy)[:LOGGED_UTTERANCES]
+        beam = {}
+        if beam_inputs:
+            ids = sorted(beam_inputs)
+            hyps = decode_batch([beam_inputs[i] for i in ids], tokenizer, beam_size=config.eval_beam_size)
+            beam = {i: h[0].text for i, h in zip(ids, hyps, strict=True)}
+            beam_scores = score([(texts[i], beam[i]) for i in ids])
+            writer.add_scalar("val/wer_beam", beam_scores.wer, step)
+            writer.add_scalar("val/wer_greedy_same_subset", score([(texts[i], greedy[i]) for i in ids]).wer, step)
+        rows = [(i, texts[i], greedy[i]) for i in shown]
+        writer.add_text("val/predictions", predictions_table(rows, {"beam": [beam.get(i, "") for i in shown]}), step)
         for utt in eval_utts[:LOGGED_UTTERANCES]:
-            audio = load_audio(utt.audio_path)
-            writer.add_audio(f"val_audio/{utt.id}", torch.from_numpy(audio)[None], step, sample_rate=16000)
-            writer.add_image(
-                f"val_spectrogram/{utt.id}", spectrogram_image(dataset.featurize(torch.from_numpy(audio))), step
-            )
-        tqdm.write(f"eval at step {step} (epoch {epoch}): loss {total_loss / max(1, len(pairs)):.3f}  {scores}")
+            audio = torch.from_numpy(load_audio(utt.audio_path))
+            writer.add_audio(f"val_audio/{utt.id}", audio[None], step, sample_rate=16000)
+            writer.add_image(f"val_spectrogram/{utt.id}", spectrogram_image(dataset.featurize(audio)), step)
+        beam_note = f"; beam {config.eval_beam_size} WER {100 * beam_scores.wer:.2f}% on {len(beam)}" if beam else ""
+        tqdm.write(
+            f"eval at step {step} (epoch {epoch}): loss {total_loss / max(1, len(pairs)):.3f}  {scores}{beam_note}"
+        )
         return scores.wer
 
     # ---- the training loop ---------------------------------------------------------------------

@@ -41,9 +41,26 @@ MODEL_PRESETS = {
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """How log-probabilities become text (inference and training-time eval)."""
+    """How log-probabilities become text (inference.py)."""
 
-    decoder: str = _f("greedy", "decoding algorithm", choices=["greedy"])
+    decoder: str = _f(
+        "greedy",
+        "greedy: best path; beam: prefix beam search; beam_lm: beam search fused with the word n-gram LM --lm",
+        choices=["greedy", "beam", "beam_lm"],
+    )
+    beam_size: int = _f(32, "prefixes kept after every frame (beam, beam_lm)")
+    lm: str | None = _f(
+        None, "word n-gram LM for beam_lm: ARPA (.arpa, .arpa.gz) or a KenLM binary (pip install kenlm)"
+    )
+    alpha: float = _f(0.5, "LM weight: score = log p_ctc + alpha * log p_lm + beta * words (beam_lm)")
+    beta: float = _f(1.0, "bonus per word, against the LM's preference for short outputs (beam_lm)")
+    unk_offset: float = _f(-10.0, "extra log score of a word the LM does not know, charged as soon as it is certain")
+    token_min_logp: float = _f(-5.0, "per frame, skip tokens with a lower log-probability (the best is always kept)")
+    top_k: int | None = _f(None, "per frame, consider at most this many tokens (blank included)")
+    cutoff_prob: float = _f(1.0, "per frame, consider the most probable tokens until their probabilities sum to this")
+    beam_threshold: float = _f(10.0, "drop prefixes more than this many nats below the best one")
+    blank_skip: float | None = _f(None, "treat frames whose blank probability is at least this as blank-only")
+    decode_workers: int = _f(1, "processes for beam search")
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,8 @@ class TrainConfig:
     checkpoint_every: int = _f(500, "optimizer steps between last.pt writes (also written at each epoch end)")
     eval_every: int = _f(1, "epochs between evaluations")
     eval_utterances: int | None = _f(None, "evaluate on at most this many utterances (the first in id order)")
+    eval_beam_size: int = _f(8, "also report beam-search WER (no LM) at each evaluation with this beam; 0: off")
+    eval_beam_utterances: int = _f(200, "beam-search WER uses this many eval utterances (the first in id order)")
     tensorboard: bool = _f(True, "write TensorBoard logs to the run folder")
 
 
@@ -96,6 +115,12 @@ class InferenceConfig:
     librispeech_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/ for --dataset")
     download: bool = _f(True, "download a missing LibriSpeech split (--no_download forbids it)")
     out: str = _f("preds", "folder for <UtteranceID>.txt predictions and metrics.json")
+    save_logits: str | None = _f(
+        None, "also keep each utterance's log-probs as DIR/<id>.npy (+ references) for --logits"
+    )
+    logits: str | None = _f(None, "decode log-probs saved by --save_logits instead of running a model")
+    grid_alphas: str | None = _f(None, "comma-separated LM weights: grid-search alpha x beta (needs --lm, references)")
+    grid_betas: str = _f("0,0.5,1,1.5,2,3", "comma-separated word bonuses for --grid_alphas")
     batch_seconds: float = _f(200.0, "audio seconds per inference batch")
     device: str = _f("auto", "cuda, mps, cpu, or auto")
 

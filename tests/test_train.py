@@ -82,3 +82,19 @@ def test_run_folder_holds_config_and_checkpoints(tmp_path, tiny_set):
     assert (run / "last.pt").exists() and (run / "best.pt").exists() and not list(run.glob("*.tmp"))
     with pytest.raises(SystemExit, match="already holds a run"):
         train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--run_name", "r1"))
+
+
+def test_tensorboard_gets_scalars_images_audio_and_predictions(tmp_path, tiny_set):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = _args(tiny_set, tmp_path, "--epochs", "1", "--batch_seconds", "3", "--log_every", "1", "--run_name", "tb")
+    train.main([a for a in args if a != "--no-tensorboard"])
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"), size_guidance={"tensors": 0}).Reload()
+    tags = events.Tags()
+    for scalar in ("train/loss", "train/lr", "train/grad_norm", "train/skipped_steps",
+                   "train/audio_seconds_per_second", "val/loss", "val/wer", "val/cer", "val/wer_beam"):  # fmt: skip
+        assert scalar in tags["scalars"], scalar
+    assert len(tags["images"]) == 3 and len(tags["audio"]) == 3
+    assert "val/predictions/text_summary" in tags["tensors"]
+    table = events.Tensors("val/predictions/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| id | target | prediction | CER | WER | beam |" in table

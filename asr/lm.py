@@ -1,0 +1,511 @@
+"""Word n-gram language models for shallow fusion: read ARPA files (built in) or KenLM models, build small ones.
+
+The decoder asks an LM three things, all in natural-log units and all cached:
+`score(state, word) -> (log p(word | state), next_state, is_oov)`, `end(state) -> log p(</s> | state)` and
+`is_prefix(partial_word)` (could any LM word start like this? used to penalise hopeless partial words early).
+States are opaque, hashable and start at `begin()` (the `<s>` context).
+
+Backends:
+- `ArpaLM`: a pure-Python ARPA reader (plain or .gz, any order, backoff weights). ARPA stores log10 values;
+  they are converted to natural logs at load. A word the LM has never seen is scored as `<unk>`; an ARPA
+  without `<unk>` gets one with log10 probability -100, which is what KenLM does, so both backends agree.
+- `KenLM`: the same interface over the optional `kenlm` package, for KenLM binaries and large ARPA files
+  (`load_lm` picks it for binaries and for ARPA files over 100 MB, about 25 MB gzipped, when `kenlm` is
+  importable).
+
+Words are matched case-insensitively: the tokenizer's `normalize()` lowercases, the official LibriSpeech LMs
+are uppercase, so ARPA words are lowercased at load (when two spellings collide, the more probable wins) and
+KenLM queries use the model's case.
+
+`python -m asr.lm build --text corpus.txt --order 3 --out lm.arpa` builds an interpolated modified
+Kneser-Ney model (Chen & Goodman 1998; Heafield et al. 2013, the method of KenLM's lmplz; no pruning) from a
+text file, normalised with `asr.text.normalize`, one sentence per line or split from running prose.
+"""
+
+import argparse
+import bisect
+import gzip
+import math
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable
+from pathlib import Path
+
+from asr.text import normalize
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+LN10 = math.log(10.0)
+KENLM_UNK_LOG10 = -100.0  # KenLM's probability for <unk> when the ARPA file has none
+_KENLM_ARPA_MIN_BYTES = 100 * 2**20  # larger ARPA files load through kenlm when it is installed
+_CACHE_LIMIT = 2_000_000  # (state, word) entries kept before the score cache is cleared
+_FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz --discount_fallback defaults, for corpora too small to estimate
+
+
+class NGramLM:
+    """The interface the decoder uses, with caching; subclasses implement `begin`, `_score` and `_end`.
+
+    Any object with `begin`, `score`, `end` and `is_prefix` works as `beam_search(lm=...)`; `prefix_cache`
+    (partial word -> is_prefix answer) is optional and lets the decoder skip the method call.
+    """
+
+    order: int
+    path: str
+
+    def __init__(self) -> None:
+        self._cache: dict = {}
+        self._words: list[str] = []  # sorted LM vocabulary (no <s>, </s>, <unk>) for is_prefix; [] = unknown
+        self.prefix_cache: dict[str, bool] = {}  # is_prefix answers so far; the decoder reads it directly
+
+    def begin(self) -> Hashable:
+        """The state at the start of a sentence (after `<s>`)."""
+        raise NotImplementedError
+
+    def score(self, state: Hashable, word: str) -> tuple[float, Hashable, bool]:
+        """(natural-log p(word | state), the state after word, whether word is out of vocabulary)."""
+        key = (state, word)
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            hit = self._cache[key] = self._score(state, word)
+        return hit
+
+    def end(self, state: Hashable) -> float:
+        """Natural-log p(</s> | state)."""
+        key = (state, EOS)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = self._end(state)
+        return hit
+
+    def is_prefix(self, partial: str) -> bool:
+        """True if some vocabulary word starts with `partial` (always True when the vocabulary is unknown)."""
+        if not self._words:
+            return True
+        hit = self.prefix_cache.get(partial)
+        if hit is None:
+            i = bisect.bisect_left(self._words, partial)
+            hit = self.prefix_cache[partial] = i < len(self._words) and self._words[i].startswith(partial)
+        return hit
+
+    def sentence_score(self, words: Iterable[str], *, eos: bool = True) -> float:
+        """Natural-log probability of a whole sentence (with `</s>` unless eos=False)."""
+        state, total = self.begin(), 0.0
+        for w in words:
+            lp, state, _ = self.score(state, w)
+            total += lp
+        return total + (self.end(state) if eos else 0.0)
+
+    def _score(self, state: Hashable, word: str) -> tuple[float, Hashable, bool]:
+        raise NotImplementedError
+
+    def _end(self, state: Hashable) -> float:
+        raise NotImplementedError
+
+
+class ArpaLM(NGramLM):
+    """A backoff n-gram model read from an ARPA file (plain or gzip), held in Python dicts.
+
+    Memory is roughly 150 bytes per n-gram, so a few million n-grams are fine; use KenLM beyond that.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = str(path)
+        self._ids: dict[str, int] = {}
+        self._prob: dict[tuple[int, ...], float] = {}  # n-gram -> natural-log probability
+        self._bow: dict[tuple[int, ...], float] = {}  # context -> natural-log backoff weight (absent = 0)
+        self.order = self._read(Path(path))
+        self._ids.setdefault(UNK, len(self._ids))
+        self._unk = self._ids[UNK]
+        self._prob.setdefault((self._unk,), KENLM_UNK_LOG10 * LN10)
+        for special in (BOS, EOS):
+            if special not in self._ids:
+                raise ValueError(f"{path}: the ARPA file has no {special} unigram; is it a sentence-level LM?")
+        self._bos = self._ids[BOS]
+        self._eos = self._ids[EOS]
+        self._words = sorted(w for w in self._ids if w not in (BOS, EOS, UNK))
+
+    def __len__(self) -> int:
+        return len(self._prob)
+
+    def begin(self) -> tuple[int, ...]:
+        return (self._bos,) if self.order > 1 else ()
+
+    def logprob(self, context: Iterable[str], word: str) -> float:
+        """Natural-log p(word | context words), with backoff; for tests and inspection."""
+        ids = tuple(self._ids.get(w.lower(), self._unk) for w in context)
+        return self._logprob(ids[max(0, len(ids) - self.order + 1) :], self._ids.get(word.lower(), self._unk))
+
+    def _score(self, state, word):
+        wid = self._ids.get(word.lower())
+        oov = wid is None or wid == self._bos
+        if oov:
+            wid = self._unk
+        return self._logprob(state, wid), self._next_state(state, wid), oov
+
+    def _end(self, state):
+        return self._logprob(state, self._eos)
+
+    def _logprob(self, context: tuple[int, ...], wid: int) -> float:
+        """Standard ARPA backoff: the longest known n-gram, plus the backoff weights of the longer contexts."""
+        backoff = 0.0
+        for start in range(len(context) + 1):
+            history = context[start:]
+            p = self._prob.get(history + (wid,))
+            if p is not None:
+                return backoff + p
+            backoff += self._bow.get(history, 0.0)
+        raise AssertionError("every word, <unk> included, has a unigram")
+
+    def _next_state(self, context: tuple[int, ...], wid: int) -> tuple[int, ...]:
+        """The longest suffix of context+word that the model knows; shorter states share more cache entries.
+
+        Dropping a first word whose n-gram is absent is exact: ARPA files contain every prefix of every
+        n-gram, so no longer n-gram can start with it, and its backoff weight is 0.
+        """
+        if self.order == 1:
+            return ()
+        state = (context + (wid,))[-(self.order - 1) :]
+        while state and state not in self._prob:
+            state = state[1:]
+        return state
+
+    def _read(self, path: Path) -> int:
+        if not path.is_file():
+            raise FileNotFoundError(f"language model {path} does not exist; build one with `python -m asr.lm build`")
+        opener = gzip.open if path.suffix == ".gz" else open
+        counts: dict[int, int] = {}
+        section = 0  # 0: before \data\, -1: in \data\, n: in \n-grams:
+        found: Counter = Counter()
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if section > 0:
+                    parts = line.split()
+                    if len(parts) > section:
+                        self._add(parts, section, path, lineno)
+                        found[section] += 1
+                        continue
+                line = line.strip()
+                if not line:
+                    continue
+                if line == "\\data\\":
+                    section = -1
+                elif line == "\\end\\":
+                    break
+                elif section == -1 and line.startswith("ngram "):
+                    n, count = line[6:].split("=")
+                    counts[int(n)] = int(count)
+                elif m := re.fullmatch(r"\\(\d+)-grams:", line):
+                    section = int(m.group(1))
+                elif section > 0:
+                    raise ValueError(f"{path}:{lineno}: malformed {section}-gram line {line!r}")
+        if not counts:
+            raise ValueError(f"{path}: not an ARPA file (no \\data\\ header with 'ngram N=count' lines)")
+        for n, count in counts.items():
+            if found[n] != count:
+                print(f"warning: {path}: header says {count} {n}-grams, file has {found[n]}", file=sys.stderr)
+        return max(counts)
+
+    def _add(self, parts: list[str], n: int, path: Path, lineno: int) -> None:
+        words = [w.lower() for w in parts[1 : n + 1]]
+        prob = float(parts[0]) * LN10
+        if n == 1:
+            ids = (self._ids.setdefault(words[0], len(self._ids)),)
+        else:
+            try:
+                ids = tuple(self._ids[w] for w in words)
+            except KeyError as e:
+                raise ValueError(f"{path}:{lineno}: word {e.args[0]!r} is not among the 1-grams") from None
+        if ids in self._prob and self._prob[ids] >= prob:
+            return  # a case variant of an n-gram already read (e.g. "The" and "THE"): keep the more probable
+        self._prob[ids] = prob
+        if len(parts) > n + 1:
+            bow = float(parts[n + 1]) * LN10
+            if bow:
+                self._bow[ids] = bow
+
+
+class KenLM(NGramLM):
+    """The NGramLM interface over the optional `kenlm` package (binaries and big ARPA files)."""
+
+    def __init__(self, path: str | Path, vocabulary: Iterable[str] | None = None) -> None:
+        try:
+            import kenlm
+        except ImportError:
+            raise ImportError(
+                f"{path} needs the optional kenlm package: pip install kenlm (or use an ARPA file, read built in)"
+            ) from None
+        super().__init__()
+        self.path = str(path)
+        self._kenlm = kenlm
+        self._model = kenlm.Model(str(path))
+        self.order = self._model.order
+        if vocabulary is None and _is_arpa(Path(path)):
+            vocabulary = _arpa_unigrams(Path(path))
+        words = list(vocabulary) if vocabulary is not None else []
+        self._vocabulary = words or None  # as given, for __reduce__
+        plain = [w for w in words if w.lower() not in (BOS, EOS, UNK)]
+        if plain:
+            upper = sum(w.isupper() for w in plain) > sum(w.islower() for w in plain)
+        else:  # a binary without a word list: ask the model about common words
+            probes = ["the", "and", "of", "to", "a", "in", "that", "is"]
+            upper = sum(w.upper() in self._model for w in probes) > sum(w in self._model for w in probes)
+        self._case = str.upper if upper else str.lower
+        self._words = sorted({w.lower() for w in words} - {BOS, EOS, UNK})
+
+    def __reduce__(self):
+        # kenlm models cannot be pickled; a process-pool worker reloads (or memory-maps) the file instead
+        return (KenLM, (self.path, self._vocabulary))
+
+    def begin(self):
+        state = self._kenlm.State()
+        self._model.BeginSentenceWrite(state)
+        return state
+
+    def _score(self, state, word):
+        out = self._kenlm.State()
+        word = self._case(word)
+        lp = self._model.BaseScore(state, word, out)
+        return lp * LN10, out, word not in self._model
+
+    def _end(self, state):
+        return self._model.BaseScore(state, EOS, self._kenlm.State()) * LN10
+
+
+def load_lm(path: str | Path, *, backend: str = "auto", vocabulary: str | Path | None = None) -> NGramLM:
+    """Load an n-gram LM for `beam_search(lm=...)`.
+
+    backend: "arpa" (built-in reader), "kenlm" (needs the kenlm package), or "auto": KenLM binaries and ARPA
+    files over 100 MB go through kenlm when it is importable, everything else through the built-in reader.
+    vocabulary: an optional word list (one per line, first column) for KenLM binaries, enabling the
+    partial-word check; ARPA files carry their own.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"language model {path} does not exist; build one with `python -m asr.lm build`")
+    if backend not in ("auto", "arpa", "kenlm"):
+        raise ValueError(f"backend must be auto, arpa or kenlm, got {backend!r}")
+    arpa = _is_arpa(path)
+    if backend == "auto":
+        backend = "arpa"
+        size = path.stat().st_size * (4 if path.suffix == ".gz" else 1)  # ARPA text compresses about 4:1
+        if not arpa or size > _KENLM_ARPA_MIN_BYTES:
+            try:
+                import kenlm  # noqa: F401
+
+                backend = "kenlm"
+            except ImportError:
+                if not arpa:
+                    raise ImportError(
+                        f"{path} is not an ARPA file; reading a KenLM binary needs: pip install kenlm"
+                    ) from None
+    if backend == "arpa":
+        if not arpa:
+            raise ValueError(f"{path} is not an ARPA text file (a KenLM binary? use backend='kenlm')")
+        return ArpaLM(path)
+    words = None
+    if vocabulary is not None:
+        words = [line.split()[0] for line in Path(vocabulary).read_text().splitlines() if line.strip()]
+    return KenLM(path, words)
+
+
+def _is_arpa(path: Path) -> bool:
+    """ARPA files start (after blank lines or comments) with \\data\\; KenLM binaries do not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            for _, line in zip(range(1000), f, strict=False):
+                if line.strip() == "\\data\\":
+                    return True
+    except (OSError, EOFError):
+        return False
+    return False
+
+
+def _arpa_unigrams(path: Path) -> list[str]:
+    """The 1-gram words of an ARPA file, reading no further than the 1-gram section."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    words, inside = [], False
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if inside:
+                parts = line.split()
+                if len(parts) >= 2:
+                    words.append(parts[1])
+                elif line.strip().startswith("\\"):
+                    break
+            elif line.strip() == "\\1-grams:":
+                inside = True
+    return words
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building an ARPA file: interpolated modified Kneser-Ney
+
+
+def build_arpa(sentences: Iterable[str], order: int = 3) -> str:
+    """ARPA text of an interpolated modified Kneser-Ney model of `sentences` (normalised, space-separated).
+
+    The model is exactly normalised: for every history, p(w | h) over the vocabulary (all words, </s> and
+    <unk>, but not <s>) sums to 1. Lower orders use continuation counts (how many distinct words precede an
+    n-gram), except n-grams starting with <s>, which nothing can precede; the unigram distribution is
+    interpolated with a uniform one, which is where <unk> gets its probability. Three discounts per order
+    come from counts of counts; a corpus too small for them uses 0.5, 1, 1.5 (like lmplz --discount_fallback).
+    """
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    raw = [Counter() for _ in range(order + 1)]  # raw[n][ngram]
+    for sentence in sentences:
+        if not sentence.split():
+            continue
+        tokens = (BOS, *sentence.split(), EOS)
+        for n in range(1, order + 1):
+            counter = raw[n]
+            for i in range(len(tokens) - n + 1):
+                counter[tokens[i : i + n]] += 1
+    del raw[1][(BOS,)]
+    if not raw[1]:
+        raise ValueError("no text to build a language model from")
+
+    # adjusted counts: raw at the highest order and for n-grams starting with <s>, continuation counts below
+    adjusted = [Counter() for _ in range(order + 1)]
+    adjusted[order] = raw[order]
+    for n in range(order - 1, 0, -1):
+        cont = Counter(g[1:] for g in raw[n + 1])  # distinct left neighbours, <s> included
+        for g in raw[n]:
+            adjusted[n][g] = raw[n][g] if g[0] == BOS else cont[g]
+        # every n-gram with a predecessor shows up in cont; guard against a broken invariant
+        assert all(c > 0 for c in adjusted[n].values())
+
+    vocab = sorted({g[0] for g in raw[1]} | {UNK})
+    prob: list[dict[tuple[str, ...], float]] = [{} for _ in range(order + 1)]
+    bow: list[dict[tuple[str, ...], float]] = [{} for _ in range(order + 1)]
+    for n in range(1, order + 1):
+        discounts = _discounts(adjusted[n])
+        by_history: dict[tuple[str, ...], list[tuple[str, int]]] = defaultdict(list)
+        for g, c in adjusted[n].items():
+            by_history[g[:-1]].append((g[-1], c))
+        for history, followers in by_history.items():
+            total = sum(c for _, c in followers)
+            mass = sum(discounts[min(c, 3) - 1] for _, c in followers)
+            gamma = mass / total  # probability left for the lower order
+            if n > 1:
+                bow[n - 1][history] = gamma
+            for word, c in followers:
+                lower = 1.0 / len(vocab) if n == 1 else _interpolated(prob, bow, history[1:], word)
+                prob[n][history + (word,)] = (c - discounts[min(c, 3) - 1]) / total + gamma * lower
+        if n == 1:
+            for word in vocab:  # words never seen after anything (<unk>) get only the uniform share
+                prob[1].setdefault((word,), gamma / len(vocab))
+    return _format_arpa(prob, bow, order)
+
+
+def _discounts(counts: Counter) -> tuple[float, float, float]:
+    """Modified Kneser-Ney D1, D2, D3+ from the counts of counts (Chen & Goodman's estimate)."""
+    n = Counter(min(c, 4) for c in counts.values())
+    n1, n2, n3, n4 = n[1], n[2], n[3], n[4]
+    if min(n1, n2, n3, n4) == 0:
+        return _FALLBACK_DISCOUNTS
+    y = n1 / (n1 + 2 * n2)
+    d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+    if not all(0 < dk < k for k, dk in enumerate(d, 1)):
+        return _FALLBACK_DISCOUNTS
+    return d
+
+
+def _interpolated(prob: list[dict], bow: list[dict], history: tuple[str, ...], word: str) -> float:
+    """p(word | history) from the lower orders already computed, backing off where an n-gram is absent."""
+    weight = 1.0
+    while True:
+        p = prob[len(history) + 1].get(history + (word,))
+        if p is not None:
+            return weight * p
+        weight *= bow[len(history)].get(history, 1.0)
+        history = history[1:]
+
+
+def _format_arpa(prob: list[dict], bow: list[dict], order: int) -> str:
+    prob[1][(BOS,)] = 0.0  # listed so that <s> can carry a backoff weight; never predicted
+    lines = ["\\data\\"] + [f"ngram {n}={len(prob[n])}" for n in range(1, order + 1)]
+    for n in range(1, order + 1):
+        lines += ["", f"\\{n}-grams:"]
+        for g in sorted(prob[n]):
+            lp = -99.0 if g == (BOS,) else math.log10(prob[n][g])
+            line = f"{lp:.7f}\t{' '.join(g)}"
+            if n < order and g in bow[n]:
+                line += f"\t{math.log10(bow[n][g]):.7f}"
+            lines.append(line)
+    return "\n".join(lines + ["", "\\end\\", ""])
+
+
+# Abbreviations are not sentence ends; the common titles become the words that are spoken (as in the example set
+# and the LibriSpeech LM corpus), the rest just lose their period.
+_SPOKEN = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "jr": "junior", "sr": "senior"}
+_ABBREVIATIONS = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Jr|Sr|Messrs|Mme|Prof|Rev|Capt|Col|Gen|Lt|Hon|No|Vol|Ch)\.", re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+")
+
+
+def read_sentences(path: str | Path, split: str = "auto") -> list[str]:
+    """Normalised sentences of a text file.
+
+    split: "lines" (one sentence per line, e.g. transcripts), "prose" (running text such as a book: paragraphs
+    are split at sentence-ending punctuation, abbreviations like "Mr." excepted and spelled out as spoken,
+    "mister"), or "auto": lines when
+    at least 80% of the lines end a sentence or there is hardly any sentence punctuation, else prose.
+    A Project Gutenberg header and licence footer are dropped.
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    start = re.search(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", text, re.M | re.I)
+    end = re.search(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG", text, re.M | re.I)
+    text = text[start.end() if start else 0 : end.start() if end else len(text)]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if split == "auto":
+        ending = sum(bool(re.search(r"[.!?][\"'\u201d\u2019)\]]*$", line)) for line in lines)
+        marks = len(re.findall(r"[.!?]", text))
+        split = "lines" if ending >= 0.8 * len(lines) or marks < 0.1 * len(lines) else "prose"
+    if split == "lines":
+        pieces = lines
+    elif split == "prose":
+        pieces = []
+        for paragraph in re.split(r"\n\s*\n", text):
+            paragraph = _ABBREVIATIONS.sub(lambda m: _SPOKEN.get(m[1].lower(), m[1]), " ".join(paragraph.split()))
+            pieces += _SENTENCE_END.split(paragraph)
+    else:
+        raise ValueError(f"split must be auto, lines or prose, got {split!r}")
+    return [s for s in map(normalize, pieces) if s]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m asr.lm", description="Build a word n-gram LM (ARPA).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="interpolated modified Kneser-Ney ARPA from a text file")
+    build.add_argument("--text", required=True, help="text file: a book, or one sentence per line")
+    build.add_argument("--order", type=int, default=3, help="n-gram order")
+    build.add_argument("--out", required=True, help="output ARPA file (.gz to compress)")
+    build.add_argument("--split", default="auto", choices=["auto", "lines", "prose"], help="sentence splitting")
+    build.add_argument("--exclude", help="file of sentences (one per line) to leave out, e.g. a test set")
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    sentences = read_sentences(args.text, args.split)
+    if args.exclude:
+        excluded = {normalize(line) for line in Path(args.exclude).read_text().splitlines()}
+        sentences = [s for s in sentences if s not in excluded]
+    arpa = build_arpa(sentences, args.order)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".gz":
+        with gzip.open(out, "wt", encoding="utf-8") as f:
+            f.write(arpa)
+    else:
+        out.write_text(arpa, encoding="utf-8")
+    header = [line for line in arpa.splitlines()[1 : args.order + 1]]
+    words = sum(len(s.split()) for s in sentences)
+    print(f"{out}: {len(sentences)} sentences, {words} words, {', '.join(header)} ({time.perf_counter() - t0:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
