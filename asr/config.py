@@ -83,9 +83,11 @@ class TrainConfig:
     run_name: str | None = _f(None, "folder under runs_dir for this run; default: a timestamp")
     runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
     resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
-    epochs: int = _f(60, "passes over the training set")
+    epochs: int = _f(50, "passes over the training set")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (for smoke tests)")
-    batch_seconds: float = _f(40.0, "audio seconds per batch (padding excluded); batches are built by duration")
+    batch_seconds: float = _f(
+        20.0, "audio seconds per batch (padding excluded), batches built by duration; ~400 suits base on one GPU"
+    )
     grad_accum: int = _f(1, "batches whose gradients are summed before one optimizer step")
     max_duration: float = _f(20.0, "skip (and count) training utterances longer than this, in seconds")
     lr: float = _f(2e-3, "peak learning rate of the one-cycle schedule")
@@ -98,7 +100,7 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes for loading and featurising audio")
     log_every: int = _f(10, "optimizer steps between TensorBoard scalar writes")
     checkpoint_every: int = _f(500, "optimizer steps between last.pt writes (also written at each epoch end)")
-    eval_every: int = _f(1, "epochs between evaluations")
+    eval_every: int = _f(5, "epochs between evaluations (and at the last epoch)")
     eval_utterances: int | None = _f(None, "evaluate on at most this many utterances (the first in id order)")
     eval_beam_size: int = _f(8, "also report beam-search WER (no LM) at each evaluation with this beam; 0: off")
     eval_beam_utterances: int = _f(200, "beam-search WER uses this many eval utterances (the first in id order)")

@@ -78,7 +78,7 @@ def test_run_folder_holds_config_and_checkpoints(tmp_path, tiny_set):
     run = tmp_path / "r1"
     assert result["run_dir"] == run
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == "tiny" and config["epochs"] == 1 and config["batch_seconds"] == 40.0
+    assert config["model"] == "tiny" and config["epochs"] == 1 and config["batch_seconds"] == 20.0
     assert (run / "last.pt").exists() and (run / "best.pt").exists() and not list(run.glob("*.tmp"))
     with pytest.raises(SystemExit, match="already holds a run"):
         train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--run_name", "r1"))
