@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
-    # bf16 needs no loss scaling; fp16 (older GPUs) does. AMP is CUDA-only here.
+    # fp16 with loss scaling rather than bf16: cuDNN runs GRU/LSTM in bf16 only from cuDNN 9.13
+    # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts.
     use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # input shapes repeat thanks to duration bucketing
 
@@ -153,16 +153,13 @@ def main(argv: list[str] | None = None) -> dict:
         scheduler.load_state_dict(resume_state["scheduler"])
         scaler.load_state_dict(resume_state["scaler"])
         t = resume_state["training"]
-        step, epoch, batch_in_epoch, skipped_steps, best_wer = (
-            t["step"],
-            t["epoch"],
-            t["batch_in_epoch"],
-            t["skipped_steps"],
-            t["best_wer"],
-        )
+        step, epoch, batch_in_epoch = t["step"], t["epoch"], t["batch_in_epoch"]
+        skipped_steps, best_wer = t["skipped_steps"], t["best_wer"]
         random.setstate(t["rng_python"])
         np.random.set_state(t["rng_numpy"])
         torch.set_rng_state(t["rng_torch"])
+        if t["rng_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(t["rng_cuda"])
         print(f"resumed from {config.resume}: epoch {epoch}, batch {batch_in_epoch}, step {step}")
 
     writer = make_writer(run_dir / "tensorboard", config.tensorboard)
@@ -183,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "rng_python": random.getstate(),
                 "rng_numpy": np.random.get_state(),
                 "rng_torch": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
         }
         save_checkpoint(run_dir / name, state)
@@ -254,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             features = batch["features"].to(device, non_blocking=True)  # (B, T, n_mels)
             lengths = batch["feature_lengths"].to(device)  # (B,)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 log_probs, out_lengths = model(features, lengths)  # (B, T', V), (B,)
             # CTCLoss wants (T', B, V); sum over the batch / B = mean per-utterance loss, in fp32.
             loss = ctc_loss(

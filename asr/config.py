@@ -96,7 +96,7 @@ class TrainConfig:
     grad_clip: float = _f(5.0, "clip the global gradient norm to this value")
     seed: int = _f(0, "seed for weights, batch order and augmentation")
     device: str = _f("auto", "cuda, mps, cpu, or auto (the first available in that order)")
-    amp: bool = _f(True, "mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)")
+    amp: bool = _f(True, "mixed precision on CUDA (fp16 with dynamic loss scaling)")
     num_workers: int = _f(0, "DataLoader worker processes for loading and featurising audio")
     log_every: int = _f(10, "optimizer steps between TensorBoard scalar writes")
     checkpoint_every: int = _f(500, "optimizer steps between last.pt writes (also written at each epoch end)")

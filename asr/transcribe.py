@@ -24,8 +24,8 @@ def eval_loader(
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when enabled (fp16 is only used for training, with a scaler); a no-op elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    """fp16 autocast on CUDA when enabled (as in training); a no-op elsewhere."""
+    return torch.autocast("cuda", dtype=torch.float16, enabled=enabled and device.type == "cuda")
 
 
 @torch.inference_mode()
