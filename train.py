@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from asr.audio import load_audio
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.augment import Augmenter, preview, preview_spec
 from asr.checkpoint import load_checkpoint, model_state, save_checkpoint
-from asr.config import MODEL_PRESETS, TrainConfig, from_args, parser_for
+from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig, from_args, parser_for
 from asr.data import (
     BucketBatchSampler,
     DataReport,
@@ -125,7 +126,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not train_utts:
         sys.exit(f"no usable training utterances in {config.dataset}")
 
-    dataset = SpeechDataset(train_utts, tokenizer, model_config.n_mels, augmenter=None, seed=config.seed)
+    # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
+    augmenter = Augmenter(AUGMENT_PRESETS[config.augment]) if config.augment != "none" else None
+    dataset = SpeechDataset(train_utts, tokenizer, model_config.n_mels, augmenter=augmenter, seed=config.seed)
     sampler = BucketBatchSampler([u.duration for u in train_utts], config.batch_seconds, seed=config.seed)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -164,6 +167,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     writer = make_writer(run_dir / "tensorboard", config.tensorboard)
     writer.add_text("config", "```\n" + json.dumps(dataclasses.asdict(config), indent=2) + "\n```", step)
+    if augmenter is not None and step == 0:
+        # Before/after panels: each augmentation alone on a few fixed training utterances, audio and spectrogram.
+        for utt in train_utts[:LOGGED_UTTERANCES]:
+            for name, audio in preview(load_audio(utt.audio_path), augmenter.config, config.seed):
+                features = dataset.featurize(torch.from_numpy(audio))
+                writer.add_audio(f"augment/{utt.id}/{name}", torch.from_numpy(audio)[None], 0, SAMPLE_RATE)
+                writer.add_image(f"augment/{utt.id}/{name}", spectrogram_image(features), 0)
+                if name == "original":
+                    masked = preview_spec(features, augmenter.config, config.seed)
+                    writer.add_image(f"augment/{utt.id}/specaugment", spectrogram_image(masked), 0)
 
     def save(name: str) -> None:
         state = model_state(model, tokenizer) | {
@@ -223,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
         writer.add_text("val/predictions", predictions_table(rows, {"beam": [beam.get(i, "") for i in shown]}), step)
         for utt in eval_utts[:LOGGED_UTTERANCES]:
             audio = torch.from_numpy(load_audio(utt.audio_path))
-            writer.add_audio(f"val_audio/{utt.id}", audio[None], step, sample_rate=16000)
+            writer.add_audio(f"val_audio/{utt.id}", audio[None], step, SAMPLE_RATE)
             writer.add_image(f"val_spectrogram/{utt.id}", spectrogram_image(dataset.featurize(audio)), step)
         beam_note = f"; beam {config.eval_beam_size} WER {100 * beam_scores.wer:.2f}% on {len(beam)}" if beam else ""
         tqdm.write(

@@ -83,6 +83,11 @@ class TrainConfig:
     run_name: str | None = _f(None, "folder under runs_dir for this run; default: a timestamp")
     runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
     resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
+    augment: str = _f(
+        "default",
+        "training augmentation preset (asr/config.py AUGMENT_PRESETS; python -m asr.augment --preview shows them)",
+        choices=["none", "light", "default", "strong"],
+    )
     epochs: int = _f(50, "passes over the training set")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (for smoke tests)")
     batch_seconds: float = _f(

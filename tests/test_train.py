@@ -26,7 +26,8 @@ def tiny_set(tmp_path, librispeech_fixtures):
 
 
 def _args(data, runs, *extra):
-    return ["--dataset", str(data), "--runs_dir", str(runs), "--model", "tiny", "--no-tensorboard", *extra]
+    return ["--dataset", str(data), "--runs_dir", str(runs), "--model", "tiny", "--no-tensorboard", "--augment", "none",
+            *extra]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -40,7 +41,7 @@ def test_tiny_model_overfits_two_utterances(tmp_path, tiny_set):
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_set):
-    common = ("--epochs", "2", "--batch_seconds", "3", "--eval_every", "5", "--seed", "7")
+    common = ("--epochs", "2", "--batch_seconds", "3", "--eval_every", "5", "--seed", "7", "--augment", "strong")
     full = train.main(_args(tiny_set, tmp_path / "a", *common))
     assert full["step"] >= 6
     cut = train.main(_args(tiny_set, tmp_path / "b", *common, "--max_steps", "3"))
@@ -87,14 +88,16 @@ def test_run_folder_holds_config_and_checkpoints(tmp_path, tiny_set):
 def test_tensorboard_gets_scalars_images_audio_and_predictions(tmp_path, tiny_set):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    args = _args(tiny_set, tmp_path, "--epochs", "1", "--batch_seconds", "3", "--log_every", "1", "--run_name", "tb")
+    args = _args(tiny_set, tmp_path, "--epochs", "1", "--batch_seconds", "3", "--log_every", "1", "--run_name", "tb",
+                 "--augment", "default")  # fmt: skip
     train.main([a for a in args if a != "--no-tensorboard"])
     events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"), size_guidance={"tensors": 0}).Reload()
     tags = events.Tags()
     for scalar in ("train/loss", "train/lr", "train/grad_norm", "train/skipped_steps",
                    "train/audio_seconds_per_second", "val/loss", "val/wer", "val/cer", "val/wer_beam"):  # fmt: skip
         assert scalar in tags["scalars"], scalar
-    assert len(tags["images"]) == 3 and len(tags["audio"]) == 3
+    assert sum(t.startswith("val_") for t in tags["images"]) == 3 and len(tags["audio"]) == 3 + 3 * 9
+    assert "augment/2830-3980-0043/reverb" in tags["images"] and "augment/2830-3980-0043/specaugment" in tags["images"]
     assert "val/predictions/text_summary" in tags["tensors"]
     table = events.Tensors("val/predictions/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "| id | target | prediction | CER | WER | beam |" in table
