@@ -8,9 +8,10 @@ reason in a `DataReport`, and the scripts print that report.
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ import torch
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, duration_of, load_audio, num_frames
 from asr.download import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_librispeech
 from asr.text import CharTokenizer, normalize
+
+if TYPE_CHECKING:
+    from asr.augment import Augmenter
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,11 @@ def is_librispeech(spec: str) -> bool:
 
 
 def filter_for_training(
-    utterances: list[Utterance], tokenizer: CharTokenizer, output_frames, max_duration: float, report: DataReport
+    utterances: list[Utterance],
+    tokenizer: CharTokenizer,
+    output_frames: Callable[[int], int],
+    max_duration: float,
+    report: DataReport,
 ) -> list[Utterance]:
     """Drop (and count) utterances CTC cannot train on: no transcript, too long, or targets longer than the output.
 
@@ -165,7 +173,14 @@ class SpeechDataset(torch.utils.data.Dataset):
     `.epoch` before creating each epoch's DataLoader iterator (workers get a fresh copy).
     """
 
-    def __init__(self, utterances: list[Utterance], tokenizer: CharTokenizer, n_mels: int, augmenter=None, seed=0):
+    def __init__(
+        self,
+        utterances: list[Utterance],
+        tokenizer: CharTokenizer,
+        n_mels: int,
+        augmenter: "Augmenter | None" = None,
+        seed: int = 0,
+    ) -> None:
         self.utterances = utterances
         self.tokenizer = tokenizer
         self.featurize = LogMel(n_mels)

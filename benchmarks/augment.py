@@ -1,0 +1,72 @@
+"""What augmentation adds to a CPU training step.
+
+    python benchmarks/augment.py
+
+For 16 utterances of ~10 s (clips of data/example joined end to end) it times,
+per utterance: loading + log-mel features (what every step pays), each
+augmentation preset (wave + SpecAugment, averaged over the same random draws
+for every preset), and the `small` model's training step divided by the batch
+size (the reference, measured in the same run). With --num_workers 0 the
+augmentation cost adds to the step; with workers it overlaps with it.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asr.audio import LogMel, load_audio  # noqa: E402
+from asr.augment import Augmenter  # noqa: E402
+from asr.config import AUGMENT_PRESETS, MODEL_PRESETS  # noqa: E402
+from asr.model import DeepSpeech2  # noqa: E402
+from benchmarks.speed import BATCH, make_batch, time_train_step  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (default: %(default)s)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    config = MODEL_PRESETS["small"]
+    batch = make_batch(config.n_mels)
+    files, audio_seconds = batch[0], batch[-1]
+    clips, k = [], 0
+    for _ in range(BATCH):  # the same ~10 s utterances the model step sees
+        parts = []
+        while sum(len(p) for p in parts) < 160000:
+            parts.append(load_audio(files[k]))
+            k += 1
+        clips.append(np.concatenate(parts))
+    featurize = LogMel(config.n_mels)
+
+    tic = time.perf_counter()
+    for clip in clips:
+        featurize(torch.from_numpy(clip))
+    feature_ms = 1000 * (time.perf_counter() - tic) / BATCH
+
+    torch.manual_seed(0)
+    step_ms = 1000 * time_train_step(DeepSpeech2(config), batch, args.repeats) / BATCH
+    print(f"{BATCH} utterances, {audio_seconds / BATCH:.1f} s each, {args.threads} threads; ms per utterance")
+    print(f"  small-model training step (reference): {step_ms:8.1f}")
+    print(f"  log-mel features:                      {feature_ms:8.1f}")
+    print(f"{'preset':8} {'augment ms':>11} {'share of step':>14}")
+    for name, preset in AUGMENT_PRESETS.items():
+        aug = Augmenter(preset)
+        tic = time.perf_counter()
+        for r in range(args.repeats):
+            for i, clip in enumerate(clips):
+                rng = np.random.default_rng([r, i])
+                aug.spec(featurize(torch.from_numpy(aug.wave(clip, rng))), rng)
+        total_ms = 1000 * (time.perf_counter() - tic) / (args.repeats * BATCH) - feature_ms
+        print(f"{name:8} {total_ms:11.1f} {100 * total_ms / step_ms:13.1f}%")
+
+
+if __name__ == "__main__":
+    main()
