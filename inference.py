@@ -178,5 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    with torch.inference_mode():
-        sys.exit(main())
+    try:
+        with torch.inference_mode():
+            sys.exit(main())
+    except (FileNotFoundError, ValueError) as e:  # bad input: the message says what to fix; no traceback
+        sys.exit(f"error: {e}")

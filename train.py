@@ -83,10 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{run_dir} already holds a run. Continue it with --resume {run_dir / 'last.pt'}, "
             "or start another with --run_name NAME"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     config = dataclasses.replace(config, run_name=run_name)
     print(json.dumps(dataclasses.asdict(config), indent=2))
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
     # ---- reproducibility and device -----------------------------------------------------------
     random.seed(config.seed)
@@ -125,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"data report:\n{report.summary()}")
     if not train_utts:
         sys.exit(f"no usable training utterances in {config.dataset}")
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run with bad data leaves no folder behind
+    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
     augmenter = Augmenter(AUGMENT_PRESETS[config.augment]) if config.augment != "none" else None
@@ -343,4 +343,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as e:  # bad input: the message says what to fix; no traceback
+        sys.exit(f"error: {e}")
