@@ -292,10 +292,8 @@ def main(argv: list[str] | None = None) -> dict:
             if torch.isfinite(grad_norm):
                 scaler.step(optimizer)
             else:
-                skipped_steps += 1  # fp16 overflow or a bad batch: the scaler or we skip; weights untouched
-                if not scaler.is_enabled():
-                    optimizer.zero_grad(set_to_none=True)
-            scaler.update()
+                skipped_steps += 1  # fp16 overflow or a bad batch: no update, weights untouched
+            scaler.update()  # with fp16, an overflow also lowers the loss scale
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1

@@ -127,14 +127,17 @@ def colored_noise(num_samples: int, color: str, rng: np.random.Generator) -> np.
     """Gaussian noise with a 1/f^a power spectrum: white a=0, pink a=1, brown a=2; (num_samples,) float64."""
     if color not in NOISE_COLORS:
         raise ValueError(f"unknown noise colour {color!r}; choose from {', '.join(NOISE_COLORS)}")
-    white = rng.standard_normal(num_samples)
     exponent = NOISE_COLORS[color]
     if exponent == 0.0 or num_samples < 2:
-        return white
-    freqs = np.fft.rfftfreq(num_samples, 1.0 / SAMPLE_RATE)
+        return rng.standard_normal(num_samples)
+    # The spectrum of white Gaussian noise is complex Gaussian, so draw that directly and shape it (one FFT,
+    # not two), for a slightly longer block whose FFT is fast, then crop: the noise is stationary.
+    size = _fft_size(num_samples)
+    freqs = np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE)
     shape = np.maximum(freqs, NOISE_FLOOR_HZ) ** (-exponent / 2.0)  # amplitude ~ f^(-a/2)
     shape[0] = 0.0  # no DC offset
-    return np.fft.irfft(np.fft.rfft(white) * shape, num_samples)
+    spectrum = rng.standard_normal(len(freqs)) + 1j * rng.standard_normal(len(freqs))
+    return np.fft.irfft(spectrum * shape, size)[:num_samples]
 
 
 def add_noise(audio: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -153,15 +156,16 @@ def add_noise(audio: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray
 
 
 def telephone(audio: np.ndarray, low_hz: float, high_hz: float, mulaw: bool) -> np.ndarray:
-    """A telephone line: band-pass `low_hz`..`high_hz` (raised-cosine edges, by FFT), then optional 8-bit mu-law."""
-    size = _fft_size(len(audio))
-    spectrum = np.fft.rfft(audio, size)
-    freqs = np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE)
-    spectrum *= _band(freqs, low_hz, high_hz)
-    out = np.fft.irfft(spectrum, size)[: len(audio)]
-    if mulaw:
-        out = _mulaw_round_trip(out)
-    return out.astype(np.float32)
+    """A telephone line: optional 8-bit mu-law, then band-pass `low_hz`..`high_hz` (raised-cosine edges, by FFT).
+
+    On a real line the codec samples at 8 kHz, so its quantisation noise stays inside the band; quantising
+    first and band-passing after keeps it there too.
+    """
+    x = _mulaw_round_trip(audio) if mulaw else audio
+    size = _fft_size(len(x))
+    spectrum = np.fft.rfft(x, size)
+    spectrum *= _band(np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE), low_hz, high_hz)
+    return np.fft.irfft(spectrum, size)[: len(x)].astype(np.float32)
 
 
 def gain(audio: np.ndarray, db: float) -> np.ndarray:
@@ -528,12 +532,12 @@ def _main(argv: list[str] | None = None) -> None:
     for name, wave in preview(audio, config, args.seed):
         sf.write(str(out / f"{name}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
         _write_png(out / f"{name}.png", _image(db_mel(wave), top - _DB_RANGE, top, row_repeat))
-        print(f"{name:10s} {len(wave) / SAMPLE_RATE:6.2f} s  {out / name}.wav  {out / name}.png")
+        print(f"{name:11s} {len(wave) / SAMPLE_RATE:6.2f} s  {out / name}.wav  {out / name}.png")
     # SpecAugment acts on the normalised features the model sees, so show those, before and after.
     features = logmel(torch.from_numpy(audio))
     for name, feats in [("features", features), ("specaugment", preview_spec(features, config, args.seed))]:
         _write_png(out / f"{name}.png", _image(feats.numpy(), -2.5, 2.5, row_repeat))
-        print(f"{name:10s} normalised log-mel  {out / name}.png")
+        print(f"{name:11s} normalised log-mel  {out / name}.png")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ augmentation cost adds to the step; with workers it overlaps with it.
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asr.audio import LogMel, load_audio  # noqa: E402
-from asr.augment import Augmenter  # noqa: E402
+from asr.augment import WAVE_AUGMENTATIONS, Augmenter  # noqa: E402
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS  # noqa: E402
 from asr.model import DeepSpeech2  # noqa: E402
 from benchmarks.speed import BATCH, make_batch, time_train_step  # noqa: E402
@@ -66,6 +67,23 @@ def main() -> None:
                 aug.spec(featurize(torch.from_numpy(aug.wave(clip, rng))), rng)
         total_ms = 1000 * (time.perf_counter() - tic) / (args.repeats * BATCH) - feature_ms
         print(f"{name:8} {total_ms:11.1f} {100 * total_ms / step_ms:13.1f}%")
+
+    # Each augmentation alone at p=1 (the ranges of the default preset): where a preset's cost comes from.
+    print(f"{'alone':10} {'ms':>6} {'x log-mel':>10}")
+    off = {f"{n}_p": 0.0 for n in (*WAVE_AUGMENTATIONS, "spec")}
+    features = [featurize(torch.from_numpy(clip)) for clip in clips]
+    for name in (*WAVE_AUGMENTATIONS, "spec"):
+        aug = Augmenter(dataclasses.replace(AUGMENT_PRESETS["default"], **{**off, f"{name}_p": 1.0}))
+        tic = time.perf_counter()
+        for r in range(args.repeats):
+            for i, clip in enumerate(clips):
+                rng = np.random.default_rng([r, i])
+                if name == "spec":
+                    aug.spec(features[i], rng)
+                else:
+                    aug.wave(clip, rng)
+        alone_ms = 1000 * (time.perf_counter() - tic) / (args.repeats * BATCH)
+        print(f"{name:10} {alone_ms:6.1f} {alone_ms / feature_ms:10.2f}")
 
 
 if __name__ == "__main__":

@@ -131,7 +131,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (default: %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"batch {BATCH} x ~{SECONDS:g} s, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}")
+    print(
+        f"batch {BATCH} x ~{SECONDS:g} s, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}"
+    )
     header = f"{'preset':7} {'params':>7} {'train audio-s/s':>16} {'packed ref':>11} {'ratio':>6} "
     print(header + f"{'step s':>7} {'infer audio-s/s':>16} {'load+feat share':>16}")
     for name in args.presets:
