@@ -84,8 +84,9 @@ class TrainConfig:
     runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
     resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
     augment: str = _f(
-        "default",
-        "training augmentation preset (asr/config.py AUGMENT_PRESETS; python -m asr.augment --preview shows them)",
+        "none",
+        "training augmentation preset (AUGMENT_PRESETS; `default` for real training data; none keeps the example"
+        " run an overfitting check)",
         choices=["none", "light", "default", "strong"],
     )
     epochs: int = _f(50, "passes over the training set")
