@@ -117,10 +117,10 @@ class CorpusSpec:
     max_words: int
     speed: tuple[int, int]  # words per minute, uniform
     pitch: tuple[int, int]  # espeak-ng pitch 0-99 (50 = the variant's own), uniform
-    level: tuple[float, float]  # peak amplitude after normalisation, uniform
-    snr_db: tuple[float, float]  # test-noisy: signal-to-noise ratio, uniform
-    rt60: tuple[float, float]  # test-noisy: reverberation time in seconds, uniform
-    drr_db: tuple[float, float]  # test-noisy: direct-to-reverberant energy ratio in dB, uniform
+    level: tuple[float, float] = (0.5, 0.9)  # peak amplitude after normalisation, uniform
+    snr_db: tuple[float, float] = (5.0, 20.0)  # test-noisy: signal-to-noise ratio, uniform
+    rt60: tuple[float, float] = (0.2, 0.6)  # test-noisy: reverberation time in seconds, uniform
+    drr_db: tuple[float, float] = (3.0, 12.0)  # test-noisy: direct-to-reverberant energy ratio in dB, uniform
 
 
 PRESETS = {
@@ -140,10 +140,6 @@ PRESETS = {
         max_words=10,
         speed=(140, 180),
         pitch=(35, 65),
-        level=(0.5, 0.9),
-        snr_db=(5.0, 20.0),
-        rt60=(0.2, 0.6),
-        drr_db=(3.0, 12.0),
     ),
     # A CI-sized corpus: training for ~2 minutes on CPU must lower held-out WER well below its starting value.
     "smoke": CorpusSpec(
@@ -161,10 +157,6 @@ PRESETS = {
         max_words=10,
         speed=(140, 180),
         pitch=(35, 65),
-        level=(0.5, 0.9),
-        snr_db=(5.0, 20.0),
-        rt60=(0.2, 0.6),
-        drr_db=(3.0, 12.0),
     ),
     # The CPU benchmark: ~2.5 h of training audio, unseen-speaker dev/test.
     "benchmark": CorpusSpec(
@@ -182,10 +174,6 @@ PRESETS = {
         max_words=25,
         speed=(130, 190),
         pitch=(30, 70),
-        level=(0.5, 0.9),
-        snr_db=(5.0, 20.0),
-        rt60=(0.2, 0.6),
-        drr_db=(3.0, 12.0),
     ),
 }
 
