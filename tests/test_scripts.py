@@ -100,3 +100,23 @@ def test_calc_metrics_bad_folders(tmp_path):
     (tmp_path / "ref" / "bad.txt").write_bytes(b"\xff\xfe\xfa")
     with pytest.raises(SystemExit, match="bad.txt: transcript is not UTF-8"):
         calc_metrics.main(["--transcriptions_dir", str(tmp_path / "ref"), "--predictions_dir", str(tmp_path / "ref")])
+
+
+def test_inference_on_awkward_but_valid_audio(tmp_path, checkpoint):
+    """Tiny clips, stereo, 8/22.05/44.1/48 kHz and mp3 are all transcribed (one .txt each)."""
+    import soundfile as sf
+    from conftest import tone
+
+    audio = tmp_path / "data" / "audio"
+    audio.mkdir(parents=True)
+    sf.write(audio / "blip.wav", tone(0.01), 16000)  # 1 feature frame: shorter than any convolution kernel
+    sf.write(audio / "stereo48k.flac", tone(0.5, 48000, channels=2), 48000)
+    sf.write(audio / "phone8k.wav", tone(0.5, 8000), 8000)
+    sf.write(audio / "cd.ogg", tone(0.5, 44100), 44100)
+    sf.write(audio / "web.mp3", tone(0.5, 22050), 22050)
+    out = tmp_path / "preds"
+    assert (
+        inference.main(["--data_dir", str(tmp_path / "data"), "--out", str(out), "--checkpoint", str(checkpoint)]) == 0
+    )
+    assert sorted(p.stem for p in out.glob("*.txt")) == ["blip", "cd", "phone8k", "stereo48k", "web"]
+    assert not (out / "metrics.json").exists()  # no references, no metrics
