@@ -345,6 +345,7 @@ def _phase_vocoder(spec: np.ndarray, stretch: float) -> np.ndarray:
     padded = np.concatenate([spec, np.zeros((bins, 1), spec.dtype)], axis=1)  # frame i + 1 exists for the last i
     magnitude, phase = np.abs(padded), np.angle(padded)  # float32
     t = np.arange(0, frames, 1.0 / stretch)
+    t = t[t < frames]  # float arange can end on `frames` itself (e.g. 100 frames, stretch 1.09)
     i = t.astype(np.int64)
     alpha = (t - i).astype(np.float32)
     out_magnitude = (1 - alpha) * magnitude[:, i] + alpha * magnitude[:, i + 1]  # (bins, out_frames)

@@ -349,3 +349,11 @@ def test_preview_command_works_on_every_shared_recording(tmp_path):
         for name in ("original", *augment.WAVE_AUGMENTATIONS, "all"):
             audio, rate = sf.read(tmp_path / path.stem / f"{name}.wav")
             assert rate == SAMPLE_RATE and len(audio) > 0 and np.isfinite(audio).all(), (path, name)
+
+
+@pytest.mark.parametrize(("samples", "semitones"), [(12672, 1.49), (25472, 1.49), (3072, 1.96)])
+def test_pitch_shift_at_lengths_where_float_arange_overshoots(samples, semitones):
+    """Regression: 100 STFT frames stretched by 1.09 made np.arange end on the last frame + 1 (IndexError)."""
+    audio = speech_like(samples / SAMPLE_RATE)
+    out = augment.pitch_shift(audio, semitones)
+    assert len(out) == len(audio) and np.isfinite(out).all()
