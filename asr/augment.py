@@ -77,7 +77,7 @@ def pitch_shift(audio: np.ndarray, semitones: float) -> np.ndarray:
     faster, which restores the duration and multiplies every frequency by r. r is rounded to RATIO_STEP.
     """
     ratio = _ratio_rate(2.0 ** (semitones / 12.0)) / SAMPLE_RATE
-    if ratio == 1.0:
+    if ratio == 1.0 or len(audio) <= _VOCODER_FFT:  # a clip shorter than one STFT window is left as it is
         return audio.copy()
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     window = torch.hann_window(_VOCODER_FFT)

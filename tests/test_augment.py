@@ -357,3 +357,12 @@ def test_pitch_shift_at_lengths_where_float_arange_overshoots(samples, semitones
     audio = speech_like(samples / SAMPLE_RATE)
     out = augment.pitch_shift(audio, semitones)
     assert len(out) == len(audio) and np.isfinite(out).all()
+
+
+def test_every_augmentation_survives_clips_of_any_length():
+    config = dataclasses.replace(AUGMENT_PRESETS["strong"], **{f"{n}_p": 1.0 for n in augment.WAVE_AUGMENTATIONS})
+    aug = augment.Augmenter(config)
+    for length in (1, 2, 52, 511, 512, 513, 1000):
+        audio = speech_like(1.0)[:length]
+        out = aug.wave(audio, np.random.default_rng(length))
+        assert np.isfinite(out).all() and len(out) > 0
