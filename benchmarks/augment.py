@@ -21,11 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.audio import LogMel, load_audio  # noqa: E402
+from asr.audio import LogMel  # noqa: E402
 from asr.augment import WAVE_AUGMENTATIONS, Augmenter  # noqa: E402
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS  # noqa: E402
 from asr.model import DeepSpeech2  # noqa: E402
-from benchmarks.speed import BATCH, make_batch, time_train_step  # noqa: E402
+from benchmarks.speed import BATCH, make_batch, make_clips, time_train_step  # noqa: E402
 
 
 def main() -> None:
@@ -37,14 +37,8 @@ def main() -> None:
 
     config = MODEL_PRESETS["small"]
     batch = make_batch(config.n_mels)
-    files, audio_seconds = batch[0], batch[-1]
-    clips, k = [], 0
-    for _ in range(BATCH):  # the same ~10 s utterances the model step sees
-        parts = []
-        while sum(len(p) for p in parts) < 160000:
-            parts.append(load_audio(files[k]))
-            k += 1
-        clips.append(np.concatenate(parts))
+    audio_seconds = batch[-1]
+    _, clips = make_clips()  # the same ~10 s utterances the model step sees
     featurize = LogMel(config.n_mels)
 
     tic = time.perf_counter()

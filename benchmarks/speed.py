@@ -51,20 +51,27 @@ class PackedBiRNN(BiRNN):
         return forward + backward
 
 
-def make_batch(n_mels: int) -> tuple[list[Path], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """16 utterances of ~10 s (example clips joined), with random 150-character targets."""
+def make_clips() -> tuple[list[Path], list[np.ndarray]]:
+    """16 utterances of ~10 s, each example clips joined end to end; also the files read, in order."""
     files = sorted(EXAMPLE.glob("*.flac"))
     if not files:
         sys.exit(f"no audio in {EXAMPLE}")
-    featurize, feats, used, k = LogMel(n_mels), [], [], 0
+    used, clips, k = [], [], 0
     for _ in range(BATCH):
-        parts, total = [], 0
-        while total < SECONDS * 16000:
+        parts = []
+        while sum(len(p) for p in parts) < SECONDS * 16000:
             parts.append(load_audio(files[k % len(files)]))
             used.append(files[k % len(files)])
-            total += len(parts[-1])
             k += 1
-        feats.append(featurize(torch.from_numpy(np.concatenate(parts))))
+        clips.append(np.concatenate(parts))
+    return used, clips
+
+
+def make_batch(n_mels: int) -> tuple[list[Path], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """The `make_clips` utterances as padded features (B, T, n_mels), with random 150-character targets."""
+    used, clips = make_clips()
+    featurize = LogMel(n_mels)
+    feats = [featurize(torch.from_numpy(clip)) for clip in clips]
     lengths = torch.tensor([f.shape[0] for f in feats])
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, n_mels)
     targets = torch.randint(1, 29, (BATCH, 150))
