@@ -188,37 +188,37 @@ class AugmentConfig:
     """Training-time augmentations (asr/augment.py), in the order they are applied; the defaults are the
     `default` preset. Each has a probability `<name>_p` and its ranges; ranges are drawn uniformly."""
 
-    shift_p: float = _f(0.5, "probability of delaying the audio with leading zeros (never circular, drops no speech)")
+    shift_p: float = _f(0.3, "probability of delaying the audio with leading zeros (never circular, drops no speech)")
     shift_max: float = _f(0.5, "longest delay in seconds, drawn from [0, shift_max]")
-    speed_p: float = _f(0.5, "probability of speed perturbation by resampling (tempo and pitch change together)")
+    speed_p: float = _f(0.3, "probability of speed perturbation by resampling (tempo and pitch change together)")
     speed_min: float = _f(0.9, "slowest speed factor (output length = input length / factor); factors step by 0.01")
     speed_max: float = _f(1.1, "fastest speed factor")
-    pitch_p: float = _f(0.2, "probability of a pitch shift that keeps the duration (phase vocoder + resampling)")
+    pitch_p: float = _f(0.1, "probability of a pitch shift that keeps the duration (phase vocoder + resampling)")
     pitch_semitones: float = _f(2.0, "largest pitch shift up or down, in semitones (frequency ratio in 1 % steps)")
-    reverb_p: float = _f(0.3, "probability of reverberation: FFT convolution with a room impulse response")
+    reverb_p: float = _f(0.2, "probability of reverberation: FFT convolution with a room impulse response")
     reverb_rt60_min: float = _f(0.2, "shortest reverberation time of a synthetic room (60 dB decay), in seconds")
     reverb_rt60_max: float = _f(0.8, "longest reverberation time of a synthetic room, in seconds")
     reverb_drr_min: float = _f(3.0, "lowest direct-to-reverberant ratio of a synthetic room in dB (lower: more echo)")
     reverb_drr_max: float = _f(15.0, "highest direct-to-reverberant energy ratio of a synthetic room in dB")
     rir_dir: str | None = _f(None, "folder of recorded room impulse responses used instead of synthetic rooms")
-    noise_p: float = _f(0.4, "probability of additive noise")
+    noise_p: float = _f(0.3, "probability of additive noise")
     noise_snr_min: float = _f(5.0, "lowest signal-to-noise ratio in dB (powers over the whole clip)")
     noise_snr_max: float = _f(30.0, "highest signal-to-noise ratio in dB")
     noise_colors: str = _f("white,pink,brown", "comma-separated colours of generated noise to draw from")
     noise_dir: str | None = _f(None, "folder of noise recordings (wav/flac/ogg/mp3) used instead of generated noise")
-    telephone_p: float = _f(0.1, "probability of a telephone channel: band-pass, then 8-bit mu-law")
+    telephone_p: float = _f(0.05, "probability of a telephone channel: band-pass, then 8-bit mu-law")
     telephone_low_hz: float = _f(300.0, "lower edge of the telephone band in Hz")
     telephone_high_hz: float = _f(3400.0, "upper edge of the telephone band in Hz")
     telephone_mulaw: bool = _f(True, "round-trip the telephone channel through 8-bit mu-law (G.711) quantisation")
-    gain_p: float = _f(0.5, "probability of a gain change (a result louder than full scale is scaled back to peak 1)")
+    gain_p: float = _f(0.3, "probability of a gain change (a result louder than full scale is scaled back to peak 1)")
     gain_db_min: float = _f(-6.0, "lowest gain in dB")
     gain_db_max: float = _f(6.0, "highest gain in dB")
     spec_p: float = _f(1.0, "probability of SpecAugment masks on an utterance's features")
-    freq_masks: int = _f(2, "frequency masks per utterance")
+    freq_masks: int = _f(1, "frequency masks per utterance")
     freq_mask_frac: float = _f(0.15, "widest frequency mask as a fraction of the mel channels")
-    time_masks_per_s: float = _f(0.5, "time masks per second of audio (the count adapts to the utterance's length)")
-    time_masks_max: int = _f(10, "at most this many time masks per utterance")
-    time_mask_width: int = _f(30, "widest time mask in frames (10 ms each)")
+    time_masks_per_s: float = _f(0.25, "time masks per second of audio (the count adapts to the utterance's length)")
+    time_masks_max: int = _f(5, "at most this many time masks per utterance")
+    time_mask_width: int = _f(20, "widest time mask in frames (10 ms each)")
     time_mask_frac: float = _f(0.05, "widest time mask as a fraction of the utterance's frames (spares short clips)")
 
 
@@ -257,6 +257,7 @@ AUGMENT_PRESETS = {
     ),
     "default": AugmentConfig(),
     "strong": AugmentConfig(
+        shift_p=0.5,
         shift_max=1.0,
         speed_p=0.7,
         speed_min=0.85,
@@ -270,8 +271,10 @@ AUGMENT_PRESETS = {
         noise_snr_min=0.0,
         noise_snr_max=25.0,
         telephone_p=0.2,
+        gain_p=0.5,
         gain_db_min=-10.0,
         gain_db_max=10.0,
+        freq_masks=2,
         freq_mask_frac=0.2,
         time_masks_per_s=1.0,
         time_masks_max=20,

@@ -1,6 +1,7 @@
 """What augmentation adds to a CPU training step.
 
     python benchmarks/augment.py
+    python benchmarks/augment.py --data corpus/train     # + the padding it adds to a real epoch
 
 For 16 utterances of ~10 s (clips of data/example joined end to end) it times,
 per utterance: loading + log-mel features (what every step pays), each
@@ -8,6 +9,12 @@ augmentation preset (wave + SpecAugment, averaged over the same random draws
 for every preset), and the `small` model's training step divided by the batch
 size (the reference, measured in the same run). With --num_workers 0 the
 augmentation cost adds to the step; with workers it overlaps with it.
+
+Shift and speed perturbation also make clips longer (or shorter) after the
+sampler has grouped them by their original duration, so a batch pads to its
+longest augmented clip. With --data CustomDir it builds the training sampler's
+epoch-1 batches over that folder and prints, per preset, how many padded
+frames the model runs over compared with no augmentation.
 """
 
 import argparse
@@ -21,17 +28,40 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.audio import LogMel  # noqa: E402
+from asr.audio import SAMPLE_RATE, LogMel, load_audio  # noqa: E402
 from asr.augment import WAVE_AUGMENTATIONS, Augmenter  # noqa: E402
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS  # noqa: E402
+from asr.data import BucketBatchSampler, DataReport, custom_dir_utterances  # noqa: E402
 from asr.model import DeepSpeech2  # noqa: E402
 from benchmarks.speed import BATCH, make_batch, make_clips, time_train_step  # noqa: E402
+
+
+def padded_seconds(data: Path, batch_seconds: float) -> None:
+    """Seconds the model runs over in one epoch of `data` (batch size x longest clip), per preset."""
+    utterances = custom_dir_utterances(data, DataReport())
+    audio = [load_audio(u.audio_path) for u in utterances]
+    batches = BucketBatchSampler([u.duration for u in utterances], batch_seconds, seed=0).batches(1)
+    print(f"\n{data}: {len(utterances)} utterances, epoch-1 batches of {batch_seconds:g} s")
+    print(f"{'preset':8} {'audio s':>9} {'padded s':>9} {'padding':>8} {'model work vs none':>19}")
+    base = None
+    for name, preset in AUGMENT_PRESETS.items():
+        aug = Augmenter(preset)
+        # The lengths train.py's dataset produces: the same (seed, epoch, index) generator per utterance.
+        seconds = [len(aug.wave(a, np.random.default_rng([0, 1, i]))) / SAMPLE_RATE for i, a in enumerate(audio)]
+        real = sum(seconds)
+        padded = sum(max(seconds[i] for i in b) * len(b) for b in batches)
+        base = base or padded
+        print(
+            f"{name:8} {real:9.0f} {padded:9.0f} {100 * (1 - real / padded):7.1f}% {100 * (padded / base - 1):+18.1f}%"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (default: %(default)s)")
+    parser.add_argument("--data", type=Path, help="a CustomDir whose epoch padding to measure (e.g. corpus/train)")
+    parser.add_argument("--batch_seconds", type=float, default=60.0, help="sampler batch size for --data")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -78,6 +108,9 @@ def main() -> None:
                     aug.wave(clip, rng)
         alone_ms = 1000 * (time.perf_counter() - tic) / (args.repeats * BATCH)
         print(f"{name:10} {alone_ms:6.1f} {alone_ms / feature_ms:10.2f}")
+
+    if args.data:
+        padded_seconds(args.data, args.batch_seconds)
 
 
 if __name__ == "__main__":

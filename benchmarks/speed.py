@@ -2,11 +2,14 @@
 
     python benchmarks/speed.py                    # all presets, 2 threads
     python benchmarks/speed.py --presets small --threads 1
+    python benchmarks/speed.py --device cuda      # on a GPU (fp16 autocast, as train.py)
 
 On a fixed batch of 16 utterances of ~10 s (clips of data/example joined end to
 end) it prints, per preset: the training step time (forward, CTC, backward,
 AdamW) and audio-seconds per wall-second, inference audio-seconds per second,
-and the share of a step that loading + featurising the batch would add. The
+the share of a step that loading + featurising the batch would add, and the
+work of a training step in GFLOP per audio-second (counted by PyTorch's
+FlopCounterMode on CPU; with a throughput assumption it estimates GPU epochs). The
 reference measured in the same run is the same model with its recurrent layers
 on PyTorch packed sequences (the usual way to keep padding out of an RNN), so
 the ratio shows what `BiRNN` buys. It also prints the padding waste of the
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -86,21 +90,46 @@ def time_load_and_featurise(files: list[Path], n_mels: int) -> float:
     return time.perf_counter() - tic
 
 
-def time_train_step(model: DeepSpeech2, batch, repeats: int) -> float:
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before reading the clock
+    return time.perf_counter()
+
+
+def train_step(model: DeepSpeech2, batch, optimizer) -> None:
+    """Forward, CTC, backward and AdamW on `batch` (fp16 autocast on CUDA, as train.py)."""
     _, x, lengths, targets, target_lengths, _ = batch
+    with torch.autocast("cuda", dtype=torch.float16, enabled=x.device.type == "cuda"):
+        log_probs, out_lengths = model(x, lengths)
+    log_probs = log_probs.float().transpose(0, 1)  # (T, B, vocab)
+    ctc = torch.nn.functional.ctc_loss(
+        log_probs, targets, out_lengths, target_lengths, reduction="sum", zero_infinity=True
+    )
+    (ctc / BATCH).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def time_train_step(model: DeepSpeech2, batch, repeats: int) -> float:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ctc = torch.nn.CTCLoss(zero_infinity=True, reduction="sum")
     model.train()
+    device = batch[1].device
     times = []
     for _ in range(repeats + 1):  # the first step warms up allocators and kernels
-        tic = time.perf_counter()
-        log_probs, out_lengths = model(x, lengths)
-        loss = ctc(log_probs.transpose(0, 1), targets, out_lengths, target_lengths) / BATCH
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - tic)
+        tic = _now(device)
+        train_step(model, batch, optimizer)
+        times.append(_now(device) - tic)
     return statistics.median(times[1:])
+
+
+def train_gflop(config, seconds: float = 10.0) -> float:
+    """GFLOP of one training step per second of audio (forward + backward, counted on CPU)."""
+    model = DeepSpeech2(config)
+    frames = int(seconds * 100)
+    with FlopCounterMode(display=False) as counter:
+        log_probs, _ = model(torch.randn(1, frames, config.n_mels), torch.tensor([frames]))
+        log_probs.sum().backward()
+    return counter.get_total_flops() / seconds / 1e9
 
 
 @torch.inference_mode()
@@ -109,9 +138,10 @@ def time_inference(model: DeepSpeech2, batch, repeats: int) -> float:
     model.eval()
     times = []
     for _ in range(repeats + 1):
-        tic = time.perf_counter()
-        model(x, lengths)
-        times.append(time.perf_counter() - tic)
+        tic = _now(x.device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=x.device.type == "cuda"):
+            model(x, lengths)
+        times.append(_now(x.device) - tic)
     return statistics.median(times[1:])
 
 
@@ -136,23 +166,28 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=list(MODEL_PRESETS), choices=list(MODEL_PRESETS))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(
-        f"batch {BATCH} x ~{SECONDS:g} s, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}"
-    )
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as train.py
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} threads"
+    print(f"batch {BATCH} x ~{SECONDS:g} s, {where}, torch {torch.__version__}, median of {args.repeats}")
     header = f"{'preset':7} {'params':>7} {'train audio-s/s':>16} {'packed ref':>11} {'ratio':>6} "
     print(header + f"{'step s':>7} {'infer audio-s/s':>16} {'load+feat share':>16}")
     for name in args.presets:
         config = MODEL_PRESETS[name]
         batch = make_batch(config.n_mels)
         audio_seconds = batch[-1]
+        batch = (batch[0], *(t.to(device) for t in batch[1:5]), audio_seconds)
         torch.manual_seed(0)
         model = DeepSpeech2(config)
         reference = DeepSpeech2(config)
         reference.rnns = torch.nn.ModuleList(
             PackedBiRNN(config.rnn_type, rnn.forward_rnn.input_size, config.rnn_hidden) for rnn in model.rnns
         )
+        model, reference = model.to(device), reference.to(device)
         step = time_train_step(model, batch, args.repeats)
         ref_step = time_train_step(reference, batch, args.repeats)
         infer = time_inference(model, batch, args.repeats)
@@ -162,6 +197,9 @@ def main() -> None:
             f"{name:7} {params:6.1f}M {audio_seconds / step:16.1f} {audio_seconds / ref_step:11.1f} "
             f"{ref_step / step:5.2f}x {step:7.2f} {audio_seconds / infer:16.1f} {100 * load / (load + step):15.1f}%"
         )
+    print("\ntraining work per second of audio (FlopCounterMode, forward + backward):")
+    for name, config in MODEL_PRESETS.items():
+        print(f"  {name:7} {train_gflop(config):7.2f} GFLOP")
     padding_waste()
 
 

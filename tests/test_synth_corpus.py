@@ -107,9 +107,25 @@ def test_load_sentences(book: Path) -> None:
     assert all(normalize(spoken) == text for spoken, text in pairs)
 
 
+# The smoke preset's shape, speaking the test book's sentences instead of digit strings.
+BOOK_SMOKE = dataclasses.replace(synth_corpus.PRESETS["smoke"], digits=False, min_words=4, max_words=10)
+
+
+def test_digit_sentences_are_distinct_and_reproducible() -> None:
+    pairs = synth_corpus.digit_sentences(200, min_words=3, max_words=6, seed=5)
+    assert pairs == synth_corpus.digit_sentences(200, min_words=3, max_words=6, seed=5)
+    assert pairs != synth_corpus.digit_sentences(200, min_words=3, max_words=6, seed=6)
+    assert len({text for _, text in pairs}) == 200
+    for spoken, text in pairs:
+        assert text == normalize(spoken) == spoken
+        assert 3 <= len(spoken.split()) <= 6 and set(spoken.split()) <= set(synth_corpus.DIGITS)
+    with pytest.raises(ValueError, match="too few exist"):
+        synth_corpus.digit_sentences(100, min_words=1, max_words=1, seed=0)
+
+
 def test_plan_holds_out_variants_and_sentences(book: Path) -> None:
     sentences = synth_corpus.load_sentences(book, 4, 10)
-    spec = dataclasses.replace(synth_corpus.PRESETS["smoke"], train_utterances=20, dev_utterances=2, test_utterances=3)
+    spec = dataclasses.replace(BOOK_SMOKE, train_utterances=20, dev_utterances=2, test_utterances=3)
     plan = synth_corpus.plan_corpus(spec, sentences, seed=3)
     assert plan == synth_corpus.plan_corpus(spec, sentences, seed=3)
     assert [len(plan[s]) for s in ("train", "dev", "test", "test-noisy")] == [20, 2, 3, 3]
@@ -131,7 +147,7 @@ def _checksums(root: Path) -> dict[str, str]:
 
 @needs_espeak
 def test_tiny_corpus_is_bit_identical_and_speaker_disjoint(book: Path, tmp_path: Path) -> None:
-    spec = dataclasses.replace(synth_corpus.PRESETS["smoke"], train_utterances=4, dev_utterances=2, test_utterances=2)
+    spec = dataclasses.replace(BOOK_SMOKE, train_utterances=4, dev_utterances=2, test_utterances=2)
     first = synth_corpus.generate(spec, tmp_path / "a", seed=7, text_path=book, workers=1)
     synth_corpus.generate(spec, tmp_path / "b", seed=7, text_path=book, workers=2)  # scheduling must not matter
     sums = _checksums(tmp_path / "a")
