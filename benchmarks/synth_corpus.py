@@ -3,9 +3,10 @@
 Sentences come from a public-domain book (default: Pride and Prejudice from
 Project Gutenberg, `../shared/data/text/pride_and_prejudice.txt`); espeak-ng
 speaks them in its 8 English accents ("voices") crossed with its ~100 timbre
-"variants", at a random speed and pitch. Every utterance is resampled to
-16 kHz, trimmed to 0.15 s of silence on each side and written in the CustomDir
-layout the training scripts read:
+"variants", at a random speed and pitch (preset `smoke` speaks random digit
+strings instead, "seven oh four", which a small model learns within two CPU
+minutes). Every utterance is resampled to 16 kHz, trimmed to 0.15 s of silence
+on each side and written in the CustomDir layout the training scripts read:
 
     OUT/<split>/audio/<voice>+<variant>-<index>.flac     16 kHz mono PCM_16
     OUT/<split>/transcriptions/<same id>.txt             one line, asr.text.normalize() output
