@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import math
 import struct
+import sys
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -217,7 +218,7 @@ class Augmenter:
     def __init__(self, config: AugmentConfig) -> None:
         _check_config(config)
         self.config = config
-        self.colors = [c.strip() for c in config.noise_colors.split(",") if c.strip()]
+        self.colors = _colors(config.noise_colors)
         self.noise_files = _audio_files(config.noise_dir, "noise_dir") if config.noise_dir else []
         self.rir_files = _audio_files(config.rir_dir, "rir_dir") if config.rir_dir else []
         self._rirs: dict[Path, np.ndarray] = {}  # loaded on first use; impulse responses are short
@@ -447,6 +448,11 @@ def _noise_from_file(path: Path, num_samples: int, rng: np.random.Generator) -> 
     return np.resize(noise, num_samples)  # np.resize repeats a short recording end to end
 
 
+def _colors(text: str) -> list[str]:
+    """ "white, pink" -> ["white", "pink"]."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def _check_config(c: AugmentConfig) -> None:
     """Raise ValueError naming the field for probabilities outside [0, 1] and empty or reversed ranges."""
     for f in dataclasses.fields(c):
@@ -468,7 +474,7 @@ def _check_config(c: AugmentConfig) -> None:
         raise ValueError(f"augment reverb_rt60_min={c.reverb_rt60_min}: reverberation time must be > 0 s")
     if c.telephone_low_hz <= 0 or c.telephone_high_hz >= SAMPLE_RATE / 2:
         raise ValueError(f"augment telephone band must lie within 0..{SAMPLE_RATE // 2} Hz")
-    colors = [x.strip() for x in c.noise_colors.split(",") if x.strip()]
+    colors = _colors(c.noise_colors)
     if not colors or any(x not in NOISE_COLORS for x in colors):
         raise ValueError(f"augment noise_colors={c.noise_colors!r}: use a comma list of {', '.join(NOISE_COLORS)}")
     if min(c.shift_max, c.pitch_semitones, c.freq_mask_frac, c.time_masks_per_s, c.time_mask_frac) < 0:
@@ -542,4 +548,7 @@ def _main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    _main()
+    try:
+        _main()
+    except (AudioError, FileNotFoundError, ValueError) as e:  # bad input: the message names it; no traceback
+        sys.exit(f"error: {e}")

@@ -64,126 +64,6 @@ class DecodeConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """One training run; printed at start and saved as runs/<run_name>/config.json."""
-
-    dataset: str = _f(
-        "data/example",
-        "training data: a LibriSpeech split (train-clean-100, ...), a CustomDir path, or several joined with '+'",
-    )
-    eval_dataset: str | None = _f(
-        None, "evaluation data, same syntax; default: dev-clean for LibriSpeech, else the training set itself"
-    )
-    data_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/")
-    download: bool = _f(True, "download missing LibriSpeech splits into data_dir (--no_download forbids it)")
-    model: str = _f("small", "architecture preset", choices=list(MODEL_PRESETS))
-    rnn_type: str | None = _f(None, "override the preset's recurrent cell", choices=["gru", "lstm"])
-    rnn_layers: int | None = _f(None, "override the preset's number of recurrent layers")
-    rnn_hidden: int | None = _f(None, "override the preset's hidden units per direction")
-    run_name: str | None = _f(None, "folder under runs_dir for this run; default: a timestamp")
-    runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
-    resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
-    augment: str = _f(
-        "none",
-        "training augmentation preset (AUGMENT_PRESETS; `default` for real training data; none keeps the example"
-        " run an overfitting check)",
-        choices=["none", "light", "default", "strong"],
-    )
-    epochs: int = _f(50, "passes over the training set")
-    max_steps: int | None = _f(None, "stop after this many optimizer steps (for smoke tests)")
-    batch_seconds: float = _f(
-        20.0, "audio seconds per batch (padding excluded), batches built by duration; ~400 suits base on one GPU"
-    )
-    grad_accum: int = _f(1, "batches whose gradients are summed before one optimizer step")
-    max_duration: float = _f(20.0, "skip (and count) training utterances longer than this, in seconds")
-    lr: float = _f(2e-3, "peak learning rate of the one-cycle schedule")
-    warmup: float = _f(0.1, "fraction of all steps spent warming the learning rate up from lr/25")
-    weight_decay: float = _f(1e-2, "AdamW weight decay")
-    grad_clip: float = _f(5.0, "clip the global gradient norm to this value")
-    seed: int = _f(0, "seed for weights, batch order and augmentation")
-    device: str = _f("auto", "cuda, mps, cpu, or auto (the first available in that order)")
-    amp: bool = _f(True, "mixed precision on CUDA (fp16 with dynamic loss scaling)")
-    num_workers: int = _f(0, "DataLoader worker processes for loading and featurising audio")
-    log_every: int = _f(10, "optimizer steps between TensorBoard scalar writes")
-    checkpoint_every: int = _f(500, "optimizer steps between last.pt writes (also written at each epoch end)")
-    eval_every: int = _f(5, "epochs between evaluations (and at the last epoch)")
-    eval_utterances: int | None = _f(None, "evaluate on at most this many utterances (the first in id order)")
-    eval_beam_size: int = _f(8, "also report beam-search WER (no LM) at each evaluation with this beam; 0: off")
-    eval_beam_utterances: int = _f(200, "beam-search WER uses this many eval utterances (the first in id order)")
-    tensorboard: bool = _f(True, "write TensorBoard logs to the run folder")
-
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    """One inference.py invocation."""
-
-    checkpoint: str = _f("runs/example/best.pt", "model checkpoint (train.py writes runs/<run_name>/best.pt)")
-    data_dir: str | None = _f(None, "a CustomDir folder: audio/*.{wav,flac,mp3,ogg} + optional transcriptions/")
-    dataset: str | None = _f(None, "instead of --data_dir: a LibriSpeech split such as test-clean")
-    librispeech_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/ for --dataset")
-    download: bool = _f(True, "download a missing LibriSpeech split (--no_download forbids it)")
-    out: str = _f("preds", "folder for <UtteranceID>.txt predictions and metrics.json")
-    save_logits: str | None = _f(
-        None, "also keep each utterance's log-probs as DIR/<id>.npy (+ references) for --logits"
-    )
-    logits: str | None = _f(None, "decode log-probs saved by --save_logits instead of running a model")
-    grid_alphas: str | None = _f(None, "comma-separated LM weights: grid-search alpha x beta (needs --lm, references)")
-    grid_betas: str = _f("0,0.5,1,1.5,2,3", "comma-separated word bonuses for --grid_alphas")
-    batch_seconds: float = _f(200.0, "audio seconds per inference batch")
-    device: str = _f("auto", "cuda, mps, cpu, or auto")
-
-
-def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = True) -> None:
-    """Add one flag per field of dataclass `cls` (both --snake_case and --kebab-case spellings).
-
-    With defaults=False, unset flags are absent from the parsed namespace (to see what was given)."""
-    group = parser.add_argument_group(cls.__name__, cls.__doc__)
-    for f in dataclasses.fields(cls):
-        kind = _base_type(f.type)
-        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        kw = {
-            "default": f.default if defaults else argparse.SUPPRESS,
-            "help": f.metadata.get("help", ""),
-            "dest": f.name,
-        }
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        if kind is bool:
-            group.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
-            no_default = argparse.SUPPRESS if not defaults else f.default
-            group.add_argument(
-                f"--no_{f.name}", dest=f.name, action="store_false", default=no_default, help=argparse.SUPPRESS
-            )
-        else:
-            group.add_argument(*names, type=kind, metavar=None if "choices" in kw else f.name.upper(), **kw)
-
-
-def from_args(cls: type, args: argparse.Namespace):
-    """Build dataclass `cls` from the parsed flags that belong to it."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
-
-
-def parser_for(*classes: type, description: str = "", defaults: bool = True) -> argparse.ArgumentParser:
-    """A parser with the flags of `classes`, showing defaults in --help."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
-    for cls in classes:
-        add_arguments(parser, cls, defaults)
-    return parser
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each flag's help; the script docstring printed as written."""
-
-
-def _base_type(annotation) -> type:
-    """`int | None` -> int; `str` -> str."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        (kind,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return kind
-    return annotation
-
-
-@dataclass(frozen=True)
 class AugmentConfig:
     """Training-time augmentations (asr/augment.py), in the order they are applied; the defaults are the
     `default` preset. Each has a probability `<name>_p` and its ranges; ranges are drawn uniformly."""
@@ -281,3 +161,123 @@ AUGMENT_PRESETS = {
         time_mask_width=40,
     ),
 }
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run; printed at start and saved as runs/<run_name>/config.json."""
+
+    dataset: str = _f(
+        "data/example",
+        "training data: a LibriSpeech split (train-clean-100, ...), a CustomDir path, or several joined with '+'",
+    )
+    eval_dataset: str | None = _f(
+        None, "evaluation data, same syntax; default: dev-clean for LibriSpeech, else the training set itself"
+    )
+    data_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/")
+    download: bool = _f(True, "download missing LibriSpeech splits into data_dir (--no_download forbids it)")
+    model: str = _f("small", "architecture preset", choices=list(MODEL_PRESETS))
+    rnn_type: str | None = _f(None, "override the preset's recurrent cell", choices=["gru", "lstm"])
+    rnn_layers: int | None = _f(None, "override the preset's number of recurrent layers")
+    rnn_hidden: int | None = _f(None, "override the preset's hidden units per direction")
+    run_name: str | None = _f(None, "folder under runs_dir for this run; default: a timestamp")
+    runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
+    resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
+    augment: str = _f(
+        "none",
+        "training augmentation preset (AUGMENT_PRESETS; `default` for real training data; none keeps the example"
+        " run an overfitting check)",
+        choices=list(AUGMENT_PRESETS),
+    )
+    epochs: int = _f(50, "passes over the training set")
+    max_steps: int | None = _f(None, "stop after this many optimizer steps (for smoke tests)")
+    batch_seconds: float = _f(
+        20.0, "audio seconds per batch (padding excluded), batches built by duration; ~400 suits base on one GPU"
+    )
+    grad_accum: int = _f(1, "batches whose gradients are summed before one optimizer step")
+    max_duration: float = _f(20.0, "skip (and count) training utterances longer than this, in seconds")
+    lr: float = _f(2e-3, "peak learning rate of the one-cycle schedule")
+    warmup: float = _f(0.1, "fraction of all steps spent warming the learning rate up from lr/25")
+    weight_decay: float = _f(1e-2, "AdamW weight decay")
+    grad_clip: float = _f(5.0, "clip the global gradient norm to this value")
+    seed: int = _f(0, "seed for weights, batch order and augmentation")
+    device: str = _f("auto", "cuda, mps, cpu, or auto (the first available in that order)")
+    amp: bool = _f(True, "mixed precision on CUDA (fp16 with dynamic loss scaling)")
+    num_workers: int = _f(0, "DataLoader worker processes for loading and featurising audio")
+    log_every: int = _f(10, "optimizer steps between TensorBoard scalar writes")
+    checkpoint_every: int = _f(500, "optimizer steps between last.pt writes (also written at each epoch end)")
+    eval_every: int = _f(5, "epochs between evaluations (and at the last epoch)")
+    eval_utterances: int | None = _f(None, "evaluate on at most this many utterances (the first in id order)")
+    eval_beam_size: int = _f(8, "also report beam-search WER (no LM) at each evaluation with this beam; 0: off")
+    eval_beam_utterances: int = _f(200, "beam-search WER uses this many eval utterances (the first in id order)")
+    tensorboard: bool = _f(True, "write TensorBoard logs to the run folder")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """One inference.py invocation."""
+
+    checkpoint: str = _f("runs/example/best.pt", "model checkpoint (train.py writes runs/<run_name>/best.pt)")
+    data_dir: str | None = _f(None, "a CustomDir folder: audio/*.{wav,flac,mp3,ogg} + optional transcriptions/")
+    dataset: str | None = _f(None, "instead of --data_dir: a LibriSpeech split such as test-clean")
+    librispeech_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/ for --dataset")
+    download: bool = _f(True, "download a missing LibriSpeech split (--no_download forbids it)")
+    out: str = _f("preds", "folder for <UtteranceID>.txt predictions and metrics.json")
+    save_logits: str | None = _f(
+        None, "also keep each utterance's log-probs as DIR/<id>.npy (+ references) for --logits"
+    )
+    logits: str | None = _f(None, "decode log-probs saved by --save_logits instead of running a model")
+    grid_alphas: str | None = _f(None, "comma-separated LM weights: grid-search alpha x beta (needs --lm, references)")
+    grid_betas: str = _f("0,0.5,1,1.5,2,3", "comma-separated word bonuses for --grid_alphas")
+    batch_seconds: float = _f(200.0, "audio seconds per inference batch")
+    device: str = _f("auto", "cuda, mps, cpu, or auto")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = True) -> None:
+    """Add one flag per field of dataclass `cls` (both --snake_case and --kebab-case spellings).
+
+    With defaults=False, unset flags are absent from the parsed namespace (to see what was given)."""
+    group = parser.add_argument_group(cls.__name__, cls.__doc__)
+    for f in dataclasses.fields(cls):
+        kind = _base_type(f.type)
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        kw = {
+            "default": f.default if defaults else argparse.SUPPRESS,
+            "help": f.metadata.get("help", ""),
+            "dest": f.name,
+        }
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if kind is bool:
+            group.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
+            no_default = argparse.SUPPRESS if not defaults else f.default
+            group.add_argument(
+                f"--no_{f.name}", dest=f.name, action="store_false", default=no_default, help=argparse.SUPPRESS
+            )
+        else:
+            group.add_argument(*names, type=kind, metavar=None if "choices" in kw else f.name.upper(), **kw)
+
+
+def from_args(cls: type, args: argparse.Namespace):
+    """Build dataclass `cls` from the parsed flags that belong to it."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def parser_for(*classes: type, description: str = "", defaults: bool = True) -> argparse.ArgumentParser:
+    """A parser with the flags of `classes`, showing defaults in --help."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    for cls in classes:
+        add_arguments(parser, cls, defaults)
+    return parser
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each flag's help; the script docstring printed as written."""
+
+
+def _base_type(annotation) -> type:
+    """`int | None` -> int; `str` -> str."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        (kind,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return kind
+    return annotation

@@ -31,17 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from asr.audio import SAMPLE_RATE, LogMel, load_audio  # noqa: E402
 from asr.augment import WAVE_AUGMENTATIONS, Augmenter  # noqa: E402
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS  # noqa: E402
-from asr.data import BucketBatchSampler, DataReport, custom_dir_utterances  # noqa: E402
+from asr.data import BucketBatchSampler, DataReport, Utterance, custom_dir_utterances  # noqa: E402
 from asr.model import DeepSpeech2  # noqa: E402
 from benchmarks.speed import BATCH, make_batch, make_clips, time_train_step  # noqa: E402
 
 
-def padded_seconds(data: Path, batch_seconds: float) -> None:
-    """Seconds the model runs over in one epoch of `data` (batch size x longest clip), per preset."""
-    utterances = custom_dir_utterances(data, DataReport())
+def padded_seconds(utterances: list[Utterance], batch_seconds: float) -> None:
+    """Seconds the model runs over in one epoch of `utterances` (batch size x longest clip), per preset."""
     audio = [load_audio(u.audio_path) for u in utterances]
     batches = BucketBatchSampler([u.duration for u in utterances], batch_seconds, seed=0).batches(1)
-    print(f"\n{data}: {len(utterances)} utterances, epoch-1 batches of {batch_seconds:g} s")
+    print(f"\n{len(utterances)} utterances, epoch-1 batches of {batch_seconds:g} s")
     print(f"{'preset':8} {'audio s':>9} {'padded s':>9} {'padding':>8} {'model work vs none':>19}")
     base = None
     for name, preset in AUGMENT_PRESETS.items():
@@ -64,6 +63,14 @@ def main() -> None:
     parser.add_argument("--batch_seconds", type=float, default=60.0, help="sampler batch size for --data")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.data:  # read (and check) the folder before minutes of timing
+        report = DataReport()
+        try:
+            utterances = custom_dir_utterances(args.data, report)
+        except FileNotFoundError as e:
+            parser.error(str(e))
+        if report.summary():
+            print(f"data report for {args.data}:\n{report.summary()}")
 
     config = MODEL_PRESETS["small"]
     batch = make_batch(config.n_mels)
@@ -110,7 +117,7 @@ def main() -> None:
         print(f"{name:10} {alone_ms:6.1f} {alone_ms / feature_ms:10.2f}")
 
     if args.data:
-        padded_seconds(args.data, args.batch_seconds)
+        padded_seconds(utterances, args.batch_seconds)
 
 
 if __name__ == "__main__":

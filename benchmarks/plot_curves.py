@@ -44,11 +44,12 @@ def plot(runs: dict[str, dict], tags: list[str], out: Path, title: str = "") -> 
     rows = math.ceil(len(tags) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
     for ax, tag in zip(axes.flat, tags, strict=False):
+        percent = "wer" in tag or "cer" in tag  # error rates are logged as fractions
         for label, curves in runs.items():
             if tag in curves:
                 steps, values = curves[tag]
-                ax.plot(steps, [100 * v for v in values] if "wer" in tag or "cer" in tag else values, label=label)
-        ax.set_title(tag + (" (%)" if "wer" in tag or "cer" in tag else ""))
+                ax.plot(steps, [100 * v for v in values] if percent else values, label=label)
+        ax.set_title(tag + (" (%)" if percent else ""))
         ax.set_xlabel("optimizer step")
         if tag.endswith("loss"):
             ax.set_yscale("log")
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     labels = args.labels or [run.name for run in args.runs]
     if len(labels) != len(args.runs):
         parser.error(f"{len(labels)} labels for {len(args.runs)} runs")
-    runs = {label: read_scalars(run, args.tags) for label, run in zip(labels, args.runs, strict=True)}
+    try:
+        runs = {label: read_scalars(run, args.tags) for label, run in zip(labels, args.runs, strict=True)}
+    except FileNotFoundError as e:
+        parser.error(str(e))
     missing = [tag for tag in args.tags if not any(tag in curves for curves in runs.values())]
     if missing:
         parser.error(f"no run logged {', '.join(missing)}")

@@ -550,4 +550,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as e:  # bad input: the message names it; no traceback
+        sys.exit(f"error: {e}")

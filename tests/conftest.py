@@ -1,5 +1,6 @@
 """Shared fixtures: the real recordings in ../shared/data/speech and tiny synthetic folders."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,11 @@ import soundfile as sf
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 LIBRISPEECH_FIXTURES = SPEECH / "librispeech"
+
+# The synthetic-corpus tests speak with espeak-ng (.ci/run installs it).
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
+)
 
 
 @pytest.fixture

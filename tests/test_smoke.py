@@ -7,12 +7,11 @@ test WER is the baseline the trained one must beat by far; nothing here is timed
 
 import dataclasses
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_espeak
 
 import inference
 import train
@@ -20,9 +19,7 @@ from asr.checkpoint import model_state, save_checkpoint
 from asr.config import MODEL_PRESETS
 from asr.model import DeepSpeech2
 from asr.text import CharTokenizer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import synth_corpus  # noqa: E402
+from benchmarks import synth_corpus
 
 EPOCHS = 8
 
@@ -33,7 +30,7 @@ def _test_wer(checkpoint: Path, corpus: Path, out: Path) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+@needs_espeak
 def test_training_on_the_smoke_corpus_lowers_unseen_speaker_wer(tmp_path):
     corpus = tmp_path / "smoke"
     synth_corpus.generate(synth_corpus.PRESETS["smoke"], corpus, seed=0, text_path=synth_corpus.DEFAULT_TEXT, workers=2)

@@ -3,18 +3,14 @@
 import dataclasses
 import hashlib
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import needs_espeak
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import synth_corpus  # noqa: E402
-
-from asr.text import normalize  # noqa: E402
+from asr.text import normalize
+from benchmarks import synth_corpus
 
 BOOK = """The Project Gutenberg EBook of a Test, by Nobody
 
@@ -55,10 +51,6 @@ EXPECTED = [
     "she could not sleep for thinking of the ball",
     "the carriage waited outside the church for many minutes",
 ]
-
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
-)
 
 
 @pytest.fixture
