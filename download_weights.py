@@ -17,7 +17,8 @@ import textwrap
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from asr.download import DownloadError, download_file, file_sha256, load_manifest, resolve_url
+from asr.download import DownloadError, download_file, file_sha256
+from asr.sources import load_manifest, resolve_url
 
 DEFAULT_OUT = "weights"
 DEFAULT_LM = "3-gram.pruned.1e-7.arpa.gz"  # the LM the printed beam-search command uses when it was fetched

@@ -21,9 +21,7 @@ before and after, as WAV files and spectrogram PNGs.
 import argparse
 import dataclasses
 import math
-import struct
 import sys
-import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,6 +29,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
+from PIL import Image
 
 from asr.audio import AUDIO_EXTENSIONS, HOP_LENGTH, SAMPLE_RATE, AudioError, LogMel, load_audio, resample
 from asr.config import AUGMENT_PRESETS, AugmentConfig
@@ -483,7 +482,7 @@ def _check_config(c: AugmentConfig) -> None:
         raise ValueError("augment freq_masks, time_masks_max and time_mask_width must be >= 0")
 
 
-# ---------------------------------------------------------------- preview CLI and PNG writer
+# ---------------------------------------------------------------- preview CLI and images
 
 _COLORMAP = np.array(  # dark to bright, magma-like: (position, r, g, b)
     [(0.0, 0, 0, 4), (0.25, 80, 18, 123), (0.5, 182, 54, 121), (0.75, 251, 136, 97), (1.0, 252, 253, 191)]
@@ -492,16 +491,9 @@ _DB_RANGE = 80.0  # dB shown below the original's loudest mel cell
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an (height, width, 3) uint8 image as an 8-bit RGB PNG (no imaging library needed)."""
-    height, width, _ = rgb.shape
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, width * 3)], axis=1)  # filter 0
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
-    path.write_bytes(png + chunk(b"IEND", b""))
+    """Write an (height, width, 3) uint8 image as an 8-bit RGB PNG."""
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, (rgb.dtype, rgb.shape)
+    Image.fromarray(rgb).save(path, format="PNG")
 
 
 def _image(values: np.ndarray, low: float, high: float, row_repeat: int) -> np.ndarray:

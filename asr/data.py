@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, duration_of, load_audio, num_frames
-from asr.download import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_librispeech
+from asr.librispeech import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_splits
 from asr.text import CharTokenizer, normalize
 
 if TYPE_CHECKING:
@@ -52,48 +52,72 @@ class DataReport:
 
 
 def custom_dir_utterances(root: str | Path, report: DataReport) -> list[Utterance]:
-    """Read a CustomDir folder; audio without a transcript is kept with text=None."""
+    """Read a CustomDir folder; audio without a transcript is kept with text=None.
+
+    The utterance id is the file name without its extension. An id with several audio files (`x.flac`,
+    `x.wav`) is reported once, naming all of them, and the first readable one (in name order) is used.
+    Transcripts are `<id>.txt` with any case of the extension (`x.TXT`); two of them for one id (`x.txt` and
+    `x.TXT`) are a reported conflict and the audio is kept without a transcript.
+    """
     root = Path(root)
     audio_dir, text_dir = root / "audio", root / "transcriptions"
     if not audio_dir.is_dir():
         raise FileNotFoundError(f"{audio_dir} does not exist: a CustomDir dataset needs audio/*.wav|flac|mp3|ogg")
-    utterances = []
+    audio_files: dict[str, list[Path]] = {}  # id -> its audio files, in name order
     for path in sorted(audio_dir.iterdir()):
-        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
             report.warnings.append(f"{path}: not a supported audio file ({', '.join(AUDIO_EXTENSIONS)}), ignored")
             continue
-        if utterances and utterances[-1].id == path.stem:
-            report.warnings.append(f"{path}: same utterance id as {utterances[-1].audio_path.name}, ignored")
+        audio_files.setdefault(path.stem, []).append(path)
+    transcripts = _transcript_files(text_dir)
+    utterances = []
+    for utt_id, paths in audio_files.items():
+        path, duration = None, None
+        for candidate in paths:  # the first readable one; the unreadable ones are reported as failed
+            duration = _usable_duration(candidate, report)
+            if duration is not None:
+                path = candidate
+                break
+        if len(paths) > 1:
+            used = f"{path.name} is used, the others are ignored" if path else "none is readable"
+            report.warnings.append(_conflict(audio_dir, utt_id, paths, "audio files", used))
+        if path is None:
             continue
-        duration = _usable_duration(path, report)
-        if duration is None:
-            continue
-        text, text_path = None, text_dir / f"{path.stem}.txt"
-        if text_path.exists():
+        text, text_paths = None, transcripts.get(utt_id, [])
+        if len(text_paths) > 1:
+            report.warnings.append(_conflict(text_dir, utt_id, text_paths, "transcripts", "audio kept without one"))
+        elif text_paths:
             try:
-                text = _read_transcript(text_path)
+                text = _read_transcript(text_paths[0])
             except ValueError as e:
                 report.warnings.append(f"{e}; audio kept without transcript")
-        utterances.append(Utterance(path.stem, path, text, duration))
-    if text_dir.is_dir():
-        audio_ids = {p.stem for p in audio_dir.iterdir()}
-        for orphan in sorted(p for p in text_dir.glob("*.txt") if p.stem not in audio_ids):
-            report.warnings.append(f"{orphan}: transcript has no audio file in {audio_dir}")
+        utterances.append(Utterance(utt_id, path, text, duration))
+    for orphan in [p for utt_id, paths in transcripts.items() if utt_id not in audio_files for p in paths]:
+        report.warnings.append(f"{orphan}: transcript has no audio file in {audio_dir}")
     return utterances
 
 
 def librispeech_utterances(data_dir: str | Path, split: str, report: DataReport | None = None) -> list[Utterance]:
-    """Read an extracted `<data_dir>/LibriSpeech/<split>/<speaker>/<chapter>/` tree."""
+    """Read an extracted `<data_dir>/LibriSpeech/<split>/<speaker>/<chapter>/` tree.
+
+    A transcript line without its flac goes to `report.failed`; a flac without a transcript line, and a
+    repeated line for the same id (the first is used), go to `report.warnings`.
+    """
     report = report if report is not None else DataReport()
     root = Path(data_dir) / "LibriSpeech" / split
     if not root.is_dir():
         raise FileNotFoundError(f"LibriSpeech split {split!r} not found: looked in {root}")
     utterances = []
+    listed: dict[str, str] = {}  # utterance id -> "trans.txt:line" where it was first listed
     for trans in sorted(root.glob("*/*/*.trans.txt")):
         for line_no, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             utt_id, _, text = line.partition(" ")
+            if utt_id in listed:
+                report.warnings.append(f"{trans}:{line_no}: {utt_id} is already listed at {listed[utt_id]}, ignored")
+                continue
+            listed[utt_id] = f"{trans}:{line_no}"
             path = trans.parent / f"{utt_id}.flac"
             if not path.exists():
                 report.failed.append(f"{trans}:{line_no}: no audio file {path.name}")
@@ -101,6 +125,11 @@ def librispeech_utterances(data_dir: str | Path, split: str, report: DataReport 
             duration = _usable_duration(path, report)
             if duration is not None:
                 utterances.append(Utterance(utt_id, path, normalize(text), duration))
+    for flac in sorted(root.glob("*/*/*.flac")):
+        if flac.stem not in listed:
+            trans = flac.parent / f"{flac.parent.parent.name}-{flac.parent.name}.trans.txt"
+            where = f"no line for it in {trans.name}" if trans.exists() else f"no {trans.name} beside it"
+            report.warnings.append(f"{flac}: {where}; audio ignored")
     if not utterances:
         raise FileNotFoundError(f"no utterances under {root} (expected <speaker>/<chapter>/*.trans.txt + *.flac)")
     return utterances
@@ -110,11 +139,11 @@ def load_dataset(spec: str, data_dir: str | Path, report: DataReport, download: 
     """Resolve a dataset spec (`name`, `path`, or `a+b+c`) to utterances sorted by id.
 
     LibriSpeech splits missing under `data_dir` are downloaded first when `download` is True."""
+    ensure_splits(spec, data_dir, download)
     utterances: dict[str, Utterance] = {}
     for part in spec.split("+"):
         for name in LIBRISPEECH_ALIASES.get(part, (part,)):
             if name in LIBRISPEECH_SPLITS:
-                ensure_librispeech(name, data_dir, download=download)
                 found = librispeech_utterances(data_dir, name, report)
             elif Path(name).is_dir():
                 found = custom_dir_utterances(name, report)
@@ -131,9 +160,9 @@ def load_dataset(spec: str, data_dir: str | Path, report: DataReport, download: 
     return sorted(utterances.values(), key=lambda u: u.id)
 
 
-def is_librispeech(spec: str) -> bool:
-    """True when every part of the spec is a LibriSpeech split name."""
-    return all(p in LIBRISPEECH_SPLITS or p in LIBRISPEECH_ALIASES for p in spec.split("+"))
+def uses_librispeech(spec: str) -> bool:
+    """True when any part of the spec is a LibriSpeech split name (train.py then uses the LibriSpeech recipe)."""
+    return any(p in LIBRISPEECH_SPLITS or p in LIBRISPEECH_ALIASES for p in spec.split("+"))
 
 
 def filter_for_training(
@@ -298,17 +327,39 @@ def _usable_duration(path: Path, report: DataReport) -> float | None:
 
 
 def read_transcripts(folder: str | Path, report: DataReport) -> dict[str, str]:
-    """All `<id>.txt` files of a folder -> {id: normalised text}; unreadable ones go to report.failed."""
+    """All `<id>.txt` files (any case of `.txt`) of a folder -> {id: normalised text}.
+
+    Unreadable files, and ids with two transcripts (`x.txt` and `x.TXT`), go to report.failed.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of <UtteranceID>.txt files")
     texts = {}
-    for path in sorted(folder.glob("*.txt")):
+    for utt_id, paths in _transcript_files(folder).items():
+        if len(paths) > 1:
+            report.failed.append(_conflict(folder, utt_id, paths, "transcripts", "none is used"))
+            continue
         try:
-            texts[path.stem] = _read_transcript(path)
+            texts[utt_id] = _read_transcript(paths[0])
         except ValueError as e:
             report.failed.append(str(e))
     return texts
+
+
+def _transcript_files(folder: Path) -> dict[str, list[Path]]:
+    """{id: its `<id>.txt` files, any case of the extension, in name order}; {} when the folder is missing."""
+    found: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() == ".txt" and path.is_file():
+                found.setdefault(path.stem, []).append(path)
+    return found
+
+
+def _conflict(folder: Path, utt_id: str, paths: list[Path], kind: str, outcome: str) -> str:
+    """The report line for an utterance id with several files of one kind."""
+    names = ", ".join(p.name for p in paths)
+    return f"{folder}: utterance id {utt_id!r} has {len(paths)} {kind} ({names}); {outcome}"
 
 
 def _read_transcript(path: Path) -> str:

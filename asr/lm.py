@@ -19,7 +19,8 @@ KenLM queries use the model's case.
 
 `python -m asr.lm build --text corpus.txt --order 3 --out lm.arpa` builds an interpolated modified
 Kneser-Ney model (Chen & Goodman 1998; Heafield et al. 2013, the method of KenLM's lmplz; no pruning) from a
-text file, normalised with `asr.text.normalize`, one sentence per line or split from running prose.
+text file, normalised with `asr.text.normalize`, one sentence per line or split from running prose by
+`asr.sentences` (the splitter `benchmarks/synth_corpus.py` uses too).
 """
 
 import argparse
@@ -33,6 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable
 from pathlib import Path
 
+from asr.sentences import gutenberg_body, split_sentences
 from asr.text import normalize
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -441,26 +443,16 @@ def _format_arpa(prob: list[dict], bow: list[dict], order: int) -> str:
     return "\n".join(lines + ["", "\\end\\", ""])
 
 
-# Abbreviations are not sentence ends; the common titles become the words that are spoken (as in the example set
-# and the LibriSpeech LM corpus), the rest just lose their period.
-_SPOKEN = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "jr": "junior", "sr": "senior"}
-_ABBREVIATIONS = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Jr|Sr|Messrs|Mme|Prof|Rev|Capt|Col|Gen|Lt|Hon|No|Vol|Ch)\.", re.I)
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+")
-
-
 def read_sentences(path: str | Path, split: str = "auto") -> list[str]:
     """Normalised sentences of a text file.
 
-    split: "lines" (one sentence per line, e.g. transcripts), "prose" (running text such as a book: paragraphs
-    are split at sentence-ending punctuation, abbreviations like "Mr." excepted and spelled out as spoken,
-    "mister"), or "auto": lines when
-    at least 80% of the lines end a sentence or there is hardly any sentence punctuation, else prose.
+    split: "lines" (one sentence per line, e.g. transcripts), "prose" (running text such as a book, split by
+    `asr.sentences.split_sentences`: at sentence-ending punctuation before a capital letter, titles like "Mr."
+    excepted and spelled out as spoken, "mister"), or "auto": lines when at least 80% of the lines end a
+    sentence or there is hardly any sentence punctuation, else prose.
     A Project Gutenberg header and licence footer are dropped.
     """
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    start = re.search(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", text, re.M | re.I)
-    end = re.search(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG", text, re.M | re.I)
-    text = text[start.end() if start else 0 : end.start() if end else len(text)]
+    text = gutenberg_body(Path(path).read_text(encoding="utf-8", errors="replace"))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if split == "auto":
         ending = sum(bool(re.search(r"[.!?][\"'\u201d\u2019)\]]*$", line)) for line in lines)
@@ -469,10 +461,7 @@ def read_sentences(path: str | Path, split: str = "auto") -> list[str]:
     if split == "lines":
         pieces = lines
     elif split == "prose":
-        pieces = []
-        for paragraph in re.split(r"\n\s*\n", text):
-            paragraph = _ABBREVIATIONS.sub(lambda m: _SPOKEN.get(m[1].lower(), m[1]), " ".join(paragraph.split()))
-            pieces += _SENTENCE_END.split(paragraph)
+        pieces = split_sentences(text)
     else:
         raise ValueError(f"split must be auto, lines or prose, got {split!r}")
     return [s for s in map(normalize, pieces) if s]

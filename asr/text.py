@@ -3,15 +3,8 @@
 Every transcript, reference or prediction goes through `normalize()` before it
 is encoded or scored, so training targets, decoder output and metric inputs all
 live in the same alphabet: lowercase a-z, the apostrophe and single spaces.
-
-Digits are spelled out as English cardinal numbers ("42" -> "forty two",
-"1999" -> "one thousand nine hundred ninety nine") because spoken audio says
-the words; a decimal point or thousands comma splits a number into two
-("3.5" -> "three five"). Accented letters are folded to their base letter
-("café" -> "cafe"), curly apostrophes become "'", hyphens and all other
-punctuation become word breaks. Apostrophes are kept ("don't", "'tis",
-"james'"), a run of them becomes one, and a "word" that is only an apostrophe
-(a stray quote mark) is dropped.
+`normalize()`'s docstring lists the rules (numbers, ordinals, accents,
+punctuation, apostrophes) with an example each.
 """
 
 import re
@@ -28,6 +21,18 @@ _ONES = (
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
 _MAX_SPELLED = 10**15  # longer digit runs are read digit by digit
+_ORDINAL_WORDS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth"}
+_ORDINAL_WORDS |= {"nine": "ninth", "twelve": "twelfth"}  # the rest add "th" ("fourth"), "-y" -> "-ieth"
+# Letters NFKD leaves whole (they are not a base letter plus an accent), and apostrophe look-alikes.
+_FOLD = str.maketrans(
+    {
+        "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L",
+        "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH", "ħ": "h", "Ħ": "H", "ı": "i",
+        "\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'",
+    }
+)  # fmt: skip
+_THOUSANDS = re.compile(r"(?<![0-9])[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])")  # "12,345": commas only before 3 digits
+_ORDINAL = re.compile(r"([0-9]+)(?:st|nd|rd|th)(s?)(?![a-z])", re.IGNORECASE)  # "21st", "4ths"; not "3rdly"
 
 
 def _spell_below_1000(n: int) -> list[str]:
@@ -62,12 +67,42 @@ def spell_number(digits: str) -> str:
     return " ".join(words)
 
 
+def spell_ordinal(digits: str) -> str:
+    """Spell a run of ASCII digits as an English ordinal: "21" -> "twenty first", "100" -> "one hundredth"."""
+    words = spell_number(digits).split()
+    last = words[-1]
+    words[-1] = _ORDINAL_WORDS.get(last) or (last[:-1] + "ieth" if last.endswith("y") else last + "th")
+    return " ".join(words)
+
+
 def normalize(text: str) -> str:
-    """Map free text to the model alphabet: lowercase a-z, apostrophe, single spaces."""
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+    """Map free text to the model alphabet: lowercase a-z, apostrophe, single spaces.
+
+    The rules, in the order they apply:
+    1. Unicode compatibility forms are unfolded (NFKD: "ﬁ" -> "fi", "１" -> "1") and accents are dropped
+       ("café" -> "cafe"); letters that NFKD does not split are transliterated from a small table
+       ("ß" -> "ss", "æ" -> "ae", "œ" -> "oe", "ø" -> "o", "ł" -> "l", "þ" -> "th"). Curly and modifier
+       apostrophes and the backtick become "'".
+    2. A comma is a thousands separator only between a group of 1-3 digits and exactly three digits
+       ("1,000" -> "one thousand", "12,345,678" -> "twelve million ..."); any other comma separates two
+       numbers ("1,5" -> "one five").
+    3. A number with an ordinal suffix st/nd/rd/th (any case, optionally plural "s") is read as an ordinal
+       ("1st" -> "first", "21st" -> "twenty first", "100th" -> "one hundredth", "4ths" -> "fourths"); the
+       suffix is not checked against the number ("1th" -> "first").
+    4. Other digit runs are spelled as cardinals (`spell_number`: "42" -> "forty two"); a decimal point splits
+       a number into two ("3.5" -> "three five").
+    5. Everything that is not a-z or an apostrophe after lowercasing separates words: spaces, hyphens, dashes,
+       quotes and guillemets, other punctuation, and letters of other scripts ("well—I" -> "well i",
+       "pre–war" -> "pre war", "«bonjour»monsieur" -> "bonjour monsieur").
+    6. Apostrophes inside and at the edges of words are kept ("don't", "o'clock", "'tis", "james'"), a run of
+       them becomes one, and a "word" that is only an apostrophe (a stray quote mark) is dropped.
+    """
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Mn").translate(_FOLD)
+    text = _THOUSANDS.sub(lambda m: m.group().replace(",", ""), text)
+    text = _ORDINAL.sub(lambda m: f" {spell_ordinal(m[1])}{m[2].lower()} ", text)
     text = re.sub(r"[0-9]+", lambda m: f" {spell_number(m.group())} ", text)
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = re.sub(r"[^a-z' ]+", " ", text.lower())
+    text = re.sub(r"[^a-z']+", " ", text.lower())
     words = [re.sub(r"'+", "'", w) for w in text.split()]
     return " ".join(w for w in words if w != "'")
 

@@ -59,6 +59,7 @@ if str(REPO) not in sys.path:  # run as `python benchmarks/synth_corpus.py` with
 
 from asr import augment  # noqa: E402
 from asr.audio import SAMPLE_RATE, resample  # noqa: E402
+from asr.sentences import gutenberg_body, split_sentences  # noqa: E402
 from asr.text import normalize  # noqa: E402
 
 DEFAULT_TEXT = REPO.parent / "shared" / "data" / "text" / "pride_and_prejudice.txt"
@@ -96,8 +97,6 @@ NOISE_COLORS = ("white", "pink", "brown")  # test-noisy noise spectra (asr.augme
 ESPEAK_RATE = 22050  # Hz; espeak-ng's fixed output rate
 SILENCE_PAD = 0.15  # seconds of silence kept before the first and after the last speech frame
 SILENCE_DB = 40.0  # a 10 ms frame is silence when its RMS is this far below the loudest frame
-# Written abbreviations spoken as words; the transcript gets the spoken word (as LibriSpeech writes "MISTER").
-ABBREVIATIONS = {"Mr.": "Mister", "Mrs.": "Missus", "Dr.": "Doctor", "St.": "Saint", "Esq.": "Esquire"}
 
 
 @dataclass(frozen=True)
@@ -183,25 +182,6 @@ PRESETS = {
 
 
 # ---------------------------------------------------------------------------------------------- sentences
-
-
-def gutenberg_body(text: str) -> str:
-    """The book between Project Gutenberg's "*** START OF" and "*** END OF" lines (all of it if absent)."""
-    start = re.search(r"^\*\*\* ?START OF.*$", text, flags=re.MULTILINE)
-    end = re.search(r"^\*\*\* ?END OF.*$", text, flags=re.MULTILINE)
-    return text[start.end() if start else 0 : end.start() if end else len(text)]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Paragraphs -> sentences; a sentence ends at . ! or ? (plus closing quotes) before a capital or a quote."""
-    sentences = []
-    for paragraph in re.split(r"\n\s*\n", text):
-        paragraph = " ".join(paragraph.split())
-        for short, spoken in ABBREVIATIONS.items():  # before splitting, so "Mr. Darcy" is not a sentence end
-            paragraph = re.sub(rf"\b{re.escape(short)}(?=\s)", spoken, paragraph)
-        ends = [m.start(1) for m in re.finditer(r"[.!?][\"')\]]*(\s+)(?=[\"'(]?[A-Z])", paragraph)]
-        sentences += [paragraph[i:j] for i, j in zip([0, *ends], [*ends, len(paragraph)], strict=True)]
-    return [s.strip() for s in sentences if s.strip()]
 
 
 def speakable(sentence: str) -> str | None:

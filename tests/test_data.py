@@ -16,6 +16,7 @@ from asr.data import (
     filter_for_training,
     librispeech_utterances,
     load_dataset,
+    read_transcripts,
 )
 from asr.text import CharTokenizer
 
@@ -43,6 +44,63 @@ def test_custom_dir_reports_every_bad_file(tmp_path):
     assert "orphan.txt: transcript has no audio" in warnings and "notes.md" in warnings
     assert "latin.txt: transcript is not UTF-8" in warnings
     assert len(report.failed) == 3 and len(report.warnings) == 3
+
+
+def test_custom_dir_reports_every_duplicate_id_naming_all_its_files(tmp_path):
+    # sorted, the files of id "x" are not neighbours: x.flac, x.m.wav, x.wav
+    root = write_custom_dir(tmp_path / "d", {"x": (tone(0.5), 16000, "one")})
+    sf.write(root / "audio" / "x.m.wav", tone(0.25), 16000)
+    (root / "transcriptions" / "x.m.txt").write_text("two")
+    sf.write(root / "audio" / "x.wav", tone(1.0), 16000)
+    (root / "audio" / "y.flac").write_bytes(b"not audio")  # unreadable: the next file of the id is used
+    sf.write(root / "audio" / "y.wav", tone(0.75), 16000)
+    (root / "audio" / "z.ogg").write_bytes(b"")
+    (root / "audio" / "z.wav").write_bytes(b"")
+
+    report = DataReport()
+    utts = custom_dir_utterances(root, report)
+    assert [(u.id, u.audio_path.name, u.text, u.duration) for u in utts] == [
+        ("x", "x.flac", "one", 0.5),
+        ("x.m", "x.m.wav", "two", 0.25),
+        ("y", "y.wav", None, 0.75),
+    ]
+    audio = root / "audio"
+    assert report.warnings == [
+        f"{audio}: utterance id 'x' has 2 audio files (x.flac, x.wav); x.flac is used, the others are ignored",
+        f"{audio}: utterance id 'y' has 2 audio files (y.flac, y.wav); y.wav is used, the others are ignored",
+        f"{audio}: utterance id 'z' has 2 audio files (z.ogg, z.wav); none is readable",
+    ]
+    assert [f.split(":")[0] for f in report.failed] == [str(audio / n) for n in ("y.flac", "z.ogg", "z.wav")]
+    assert len(load_dataset(str(root), tmp_path, DataReport())) == 3  # ids are unique, so combining works
+
+
+def test_custom_dir_reads_upper_case_txt_and_reports_two_transcripts_for_one_id(tmp_path):
+    root = write_custom_dir(tmp_path / "d", {"a": (tone(0.5), 16000, None), "b": (tone(0.5), 16000, None)})
+    texts = root / "transcriptions"
+    (texts / "a.TXT").write_text("Upper case extension\n")
+    (texts / "b.txt").write_text("lower\n")
+    (texts / "b.TXT").write_text("upper\n")
+    (texts / "c.Txt").write_text("no audio\n")
+
+    report = DataReport()
+    utts = custom_dir_utterances(root, report)
+    assert [(u.id, u.text) for u in utts] == [("a", "upper case extension"), ("b", None)]
+    assert report.warnings == [
+        f"{texts}: utterance id 'b' has 2 transcripts (b.TXT, b.txt); audio kept without one",
+        f"{texts / 'c.Txt'}: transcript has no audio file in {root / 'audio'}",
+    ]
+    assert not report.failed
+
+
+def test_read_transcripts_any_case_and_conflicts(tmp_path):
+    (tmp_path / "a.TXT").write_text("Alpha")
+    (tmp_path / "b.txt").write_text("Beta")
+    (tmp_path / "c.txt").write_text("one")
+    (tmp_path / "c.TXT").write_text("two")
+    (tmp_path / "d.md").write_text("not a transcript")
+    report = DataReport()
+    assert read_transcripts(tmp_path, report) == {"a": "alpha", "b": "beta"}
+    assert report.failed == [f"{tmp_path}: utterance id 'c' has 2 transcripts (c.TXT, c.txt); none is used"]
 
 
 def test_missing_audio_dir(tmp_path):
@@ -77,6 +135,29 @@ def test_librispeech_reader(tmp_path, librispeech_fixtures):
     assert [u.id for u in utts] == [f.stem for f in flacs]
     expected = (librispeech_fixtures / "transcriptions" / f"{flacs[0].stem}.txt").read_text().strip().lower()
     assert utts[0].text == expected
+
+
+def test_librispeech_reports_flacs_without_a_transcript_line(tmp_path, librispeech_fixtures):
+    flacs = _librispeech_tree(tmp_path, librispeech_fixtures)
+    chapter = tmp_path / "LibriSpeech" / "dev-clean" / "/".join(flacs[0].stem.split("-")[:2])
+    trans = chapter / f"{flacs[0].stem.rsplit('-', 1)[0]}.trans.txt"
+    unlisted = chapter / f"{flacs[0].stem.rsplit('-', 1)[0]}-9999.flac"
+    shutil.copy(flacs[0], unlisted)
+    lone = tmp_path / "LibriSpeech" / "dev-clean" / "1" / "2" / "1-2-0003.flac"
+    lone.parent.mkdir(parents=True)
+    shutil.copy(flacs[0], lone)
+    lines = trans.read_text().splitlines()
+    trans.write_text("\n".join([*lines, lines[0]]) + "\n")  # the first utterance listed twice
+
+    report = DataReport()
+    utts = librispeech_utterances(tmp_path, "dev-clean", report)
+    assert [u.id for u in utts] == [f.stem for f in flacs]
+    assert report.warnings == [
+        f"{trans}:{len(lines) + 1}: {flacs[0].stem} is already listed at {trans}:1, ignored",
+        f"{lone}: no 1-2.trans.txt beside it; audio ignored",
+        f"{unlisted}: no line for it in {trans.name}; audio ignored",
+    ]
+    assert not report.failed
 
 
 def test_dataset_specs(tmp_path, librispeech_fixtures):

@@ -163,6 +163,23 @@ def test_read_sentences_splits_prose_and_lines(tmp_path):
     ]
 
 
+def test_read_sentences_uses_the_shared_prose_splitter(tmp_path):
+    # asr.sentences: a sentence ends before a capital letter, so a quote stays with "said she", "Oh!" with what
+    # follows, and the interjection "no." still ends a sentence
+    book = tmp_path / "book.txt"
+    book.write_text(
+        '"What an excellent father you have, girls!" said she. "Oh! my dear\nMr. Bennet." "No, no. You forced me '
+        'into visiting him on the 26th."\n\nCHAPTER 2\n'
+    )
+    assert read_sentences(book, "prose") == [
+        "what an excellent father you have girls said she",
+        "oh my dear mister bennet",
+        "no no",
+        "you forced me into visiting him on the twenty sixth",
+        "chapter two",
+    ]
+
+
 def test_build_command_writes_a_loadable_arpa(tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("\n".join(SENTENCES) + "\n")

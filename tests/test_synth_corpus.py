@@ -60,23 +60,6 @@ def book(tmp_path: Path) -> Path:
     return path
 
 
-def test_gutenberg_body_drops_header_and_license() -> None:
-    body = synth_corpus.gutenberg_body(BOOK)
-    assert body.lstrip().startswith("CHAPTER ONE")
-    assert "license" not in body and "EBook" not in body
-
-
-def test_split_sentences_keeps_titles_inside_a_sentence() -> None:
-    text = 'Mr. Darcy bowed. "Oh! Single, my dear!" Mrs. Bennet said it.\n\nA new paragraph'
-    assert synth_corpus.split_sentences(text) == [
-        "Mister Darcy bowed.",
-        '"Oh!',
-        'Single, my dear!"',
-        "Missus Bennet said it.",
-        "A new paragraph",
-    ]
-
-
 @pytest.mark.parametrize(
     "sentence, spoken",
     [
