@@ -1,6 +1,6 @@
 """Score predicted transcripts against references: corpus WER and CER.
 
-    python calc_metrics.py                       # data/example/transcriptions vs preds/
+    python calc_metrics.py                       # preds/ vs the references inference.py recorded for it
     python calc_metrics.py --transcriptions_dir DIR --predictions_dir preds --json
 
 Files are matched by UtteranceID (`<id>.txt` in both folders) and both sides
@@ -8,54 +8,53 @@ are normalised the same way. A reference without a prediction is an error
 (exit 1) unless --allow_missing, which scores it as an empty prediction.
 """
 
-import argparse
 import json
 import sys
+from pathlib import Path
 
+from asr.config import MetricsConfig, from_args, parser_for
 from asr.data import DataReport, read_transcripts
-from asr.metrics import score, utterance_rates
+from asr.metrics import SOURCE_FILE, score, utterance_rates
+
+
+def references_dir(config: MetricsConfig) -> Path:
+    """--transcriptions_dir, else the references inference.py recorded beside the predictions."""
+    if config.transcriptions_dir is not None:
+        return Path(config.transcriptions_dir)
+    record = Path(config.predictions_dir) / SOURCE_FILE
+    if not record.is_file():
+        raise FileNotFoundError(
+            f"{record} not found, so the references are unknown: pass --transcriptions_dir DIR "
+            f"(or write {config.predictions_dir}/ with inference.py)"
+        )
+    source = json.loads(record.read_text())
+    if source.get("references") is None:
+        raise FileNotFoundError(
+            f"{config.predictions_dir}/ was transcribed from {source.get('data')}, which has no transcriptions "
+            f"folder (its score is in {config.predictions_dir}/metrics.json); pass --transcriptions_dir DIR"
+        )
+    return Path(source["references"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--transcriptions_dir",
-        "--transcriptions-dir",
-        default="data/example/transcriptions",
-        help="references: <UtteranceID>.txt (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--predictions_dir",
-        "--predictions-dir",
-        default="preds",
-        help="predictions written by inference.py (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--allow_missing",
-        "--allow-missing",
-        action="store_true",
-        help="score references that have no prediction as empty predictions instead of failing",
-    )
-    parser.add_argument("--worst", type=int, default=5, help="show this many worst utterances (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
-
+    config = from_args(MetricsConfig, parser_for(MetricsConfig, description=__doc__).parse_args(argv))
     report = DataReport()
     try:
-        references = read_transcripts(args.transcriptions_dir, report)
-        predictions = read_transcripts(args.predictions_dir, report)
+        refs_dir = references_dir(config)
+        references = read_transcripts(refs_dir, report)
+        predictions = read_transcripts(config.predictions_dir, report)
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     if report.failed:
         sys.exit("error: unreadable transcript files:\n" + "\n".join(f"  {p}" for p in report.failed))
     if not references:
-        sys.exit(f"error: no <UtteranceID>.txt references in {args.transcriptions_dir}")
+        sys.exit(f"error: no <UtteranceID>.txt references in {refs_dir}")
 
     missing = sorted(set(references) - set(predictions))
     extra = sorted(set(predictions) - set(references))
-    if missing and not args.allow_missing:
+    if missing and not config.allow_missing:
         print(
-            f"error: {len(missing)} reference(s) have no prediction in {args.predictions_dir}: "
+            f"error: {len(missing)} reference(s) have no prediction in {config.predictions_dir}: "
             f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}\n"
             "(pass --allow_missing to score them as empty predictions)",
             file=sys.stderr,
@@ -65,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ids = sorted(references)
     scores = score([(references[i], predictions.get(i, "")) for i in ids])
     rates = {i: utterance_rates(references[i], predictions.get(i, "")) for i in ids}
-    worst = sorted(ids, key=lambda i: (-rates[i][0], -rates[i][1], i))[: args.worst]
-    if args.json:
+    worst = sorted(ids, key=lambda i: (-rates[i][0], -rates[i][1], i))[: config.worst]
+    if config.json:
         result = scores.as_dict() | {
             "missing": missing,
             "extra": extra,
@@ -83,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(result, indent=2))
         return 0
+    print(f"references {refs_dir}/ vs predictions {config.predictions_dir}/")
     print(scores)
     print(
         f"matched {len(ids) - len(missing)} of {len(ids)} references; "

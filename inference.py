@@ -1,15 +1,17 @@
 """Transcribe audio with a trained checkpoint, or re-decode saved log-probabilities.
 
-    python inference.py --data_dir data/example --out preds --checkpoint runs/example/best.pt
+    python inference.py --data_dir data/example --out preds    # the newest runs/*/best.pt (or weights/*.pt)
     python inference.py --dataset test-clean --out preds/test-clean --decoder beam_lm --lm lm.arpa
     python inference.py --data_dir X --checkpoint C --save_logits logits/X      # keep the model outputs
     python inference.py --logits logits/X --decoder beam --beam_size 64        # decode again, no model
     python inference.py --logits logits/X --lm lm.arpa --grid_alphas 0.3,0.5,0.8 --grid_betas 0,1,2
 
 Writes `<out>/<UtteranceID>.txt` (one line of normalised text) for every audio
-file. When references exist it prints corpus WER/CER and writes
-`<out>/metrics.json`. Files that cannot be read are listed with the reason, the
-others are still transcribed, and the exit code is 1 if any failed. With
+file, and `<out>/inference.json` saying what was transcribed with which checkpoint
+(so that `python calc_metrics.py` with no flags scores the right references).
+When references exist it prints corpus WER/CER and writes `<out>/metrics.json`.
+Files that cannot be read are listed with the reason, the others are still
+transcribed, and the exit code is 1 if any failed. With
 --grid_alphas it decodes the labelled utterances with every (alpha, beta) pair,
 prints a WER table and the best pair, and writes `<out>/grid.json`.
 """
@@ -17,18 +19,20 @@ prints a WER table and the best pair, and writes `<out>/grid.json`.
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from asr.checkpoint import load_checkpoint, model_from_checkpoint
+from asr.audio import TorchaudioError
+from asr.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts
 from asr.decode import beam_options, decode_batch, decode_grid, greedy_decode
 from asr.lm import load_lm
-from asr.metrics import score
+from asr.metrics import SOURCE_FILE, score
 from asr.model import pick_device
 from asr.text import CharTokenizer, tokenizer_from_state
 from asr.transcribe import eval_loader, transcribe
@@ -39,6 +43,7 @@ TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can 
 def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, CharTokenizer]:
     """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer)."""
     model, tokenizer = model_from_checkpoint(load_checkpoint(config.checkpoint))
+    print(f"checkpoint: {config.checkpoint}")
     device = pick_device(config.device)
     model.to(device)
     utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report, config.download)
@@ -119,6 +124,18 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
             "grid": [{"alpha": a, "beta": b, "wer": w} for (a, b), w in sorted(wers.items())]}  # fmt: skip
 
 
+def source_record(config: InferenceConfig, decode_config: DecodeConfig) -> dict:
+    """What made these predictions; calc_metrics.py with no flags scores them against `references`."""
+    if config.logits:
+        references = config.logits  # save_logits keeps <id>.txt references beside the log-probs
+    elif config.data_dir:
+        references = str(Path(config.data_dir) / "transcriptions")
+    else:
+        references = None  # a LibriSpeech split: its trans.txt files; metrics.json already holds the score
+    return {"data": config.logits or config.data_dir or config.dataset, "references": references,
+            "checkpoint": config.checkpoint, "decoder": decode_config.decoder}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser_for(InferenceConfig, DecodeConfig, description=__doc__).parse_args(argv)
     config, decode_config = from_args(InferenceConfig, args), from_args(DecodeConfig, args)
@@ -130,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     if decode_config.decoder == "beam_lm" or config.grid_alphas:
         if decode_config.lm is None:
             sys.exit("--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)")
+        tic = time.perf_counter()
         lm = load_lm(decode_config.lm)
+        print(f"LM {decode_config.lm}: {type(lm).__name__}, loaded in {time.perf_counter() - tic:.1f} s")
     elif decode_config.lm is not None:
         sys.exit("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
 
+    if config.checkpoint is None and not config.logits:
+        config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so below
     report = DataReport()
     if config.logits:
         log_probs, references, tokenizer = load_logits(Path(config.logits), report)
@@ -149,10 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         (out / "grid.json").write_text(json.dumps(result, indent=2) + "\n")
         return 0
 
+    if not log_probs:
+        if report.summary():
+            print(f"data report:\n{report.summary()}", file=sys.stderr)
+        sys.exit(f"error: no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
     predictions = decode(log_probs, tokenizer, decode_config, lm)
     for utt_id, text in predictions.items():
         (out / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
     print(f"wrote {len(predictions)} transcripts to {out}/ ({decode_config.decoder})")
+    (out / SOURCE_FILE).write_text(json.dumps(source_record(config, decode_config), indent=2) + "\n")
 
     # Score every utterance that has a reference; one that failed to load counts as an empty prediction,
     # so failures cannot flatter the WER.
@@ -181,5 +207,5 @@ if __name__ == "__main__":
     try:
         with torch.inference_mode():
             sys.exit(main())
-    except (FileNotFoundError, ValueError) as e:  # bad input: the message says what to fix; no traceback
+    except (FileNotFoundError, ValueError, TorchaudioError) as e:  # bad input: the message says what to fix
         sys.exit(f"error: {e}")

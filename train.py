@@ -10,6 +10,7 @@ Everything the run does is in `main()` below, top to bottom.
 import dataclasses
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -19,18 +20,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from asr.audio import SAMPLE_RATE, load_audio
+from asr.audio import SAMPLE_RATE, TorchaudioError, load_audio, torchaudio
 from asr.augment import Augmenter, preview, preview_spec
-from asr.checkpoint import load_checkpoint, model_state, save_checkpoint
-from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig, from_args, parser_for
+from asr.checkpoint import load_checkpoint, model_state, rng_states, save_checkpoint, set_rng_states
+from asr.config import AUGMENT_PRESETS, DEVICE_BATCH_SECONDS, MODEL_PRESETS, RECIPES, TrainConfig, parser_for
 from asr.data import (
     BucketBatchSampler,
     DataReport,
     SpeechDataset,
     collate,
     filter_for_training,
-    is_librispeech,
     load_dataset,
+    uses_librispeech,
 )
 from asr.decode import decode_batch, greedy_decode
 from asr.logger import make_writer, predictions_table, spectrogram_image
@@ -52,16 +53,23 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
     return 1 / 100 + (1 - 1 / 100) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def recipe_name(dataset: str) -> str:
+    """The RECIPES entry for a dataset spec: any LibriSpeech part makes it a LibriSpeech run."""
+    return "librispeech" if uses_librispeech(dataset) else "folder"
+
+
 def resolve_config(argv: list[str] | None) -> tuple[TrainConfig, dict | None]:
-    """Flags -> TrainConfig. With --resume, the saved config is the base and only flags given explicitly
-    override it (--max_steps is never inherited); architecture flags must agree with the checkpoint."""
-    config = from_args(TrainConfig, parser_for(TrainConfig, description=__doc__).parse_args(argv))
-    if config.resume is None:
-        return config, None
-    state = load_checkpoint(config.resume)
-    if "train_config" not in state:
-        raise ValueError(f"{config.resume} holds no training state (it is an inference-only checkpoint)")
+    """Flags -> TrainConfig. A new run starts from its dataset's recipe (RECIPES) and the flags given override
+    it. With --resume, the saved config is the base instead (--max_steps is never inherited) and architecture
+    flags must agree with the checkpoint. Values a recipe leaves to the machine are then sized for it."""
+    parser_for(TrainConfig, description=__doc__).parse_args(argv)  # --help, and errors for bad values
     given = vars(parser_for(TrainConfig, defaults=False).parse_args(argv))
+    if "resume" not in given:
+        recipe = RECIPES[recipe_name(given.get("dataset", TrainConfig.dataset))]
+        return size_for_machine(TrainConfig(**(recipe | given))), None
+    state = load_checkpoint(given["resume"])
+    if "train_config" not in state:
+        raise ValueError(f"{given['resume']} holds no training state (it is an inference-only checkpoint)")
     saved = dataclasses.replace(TrainConfig(**state["train_config"]), max_steps=None)
     for name in ARCHITECTURE_FLAGS:
         if name in given and given[name] != getattr(saved, name):
@@ -69,11 +77,27 @@ def resolve_config(argv: list[str] | None) -> tuple[TrainConfig, dict | None]:
                 f"--{name} {given[name]} differs from the checkpoint's {getattr(saved, name)}; "
                 "a resumed run keeps its architecture (start a new run with --run_name to change it)"
             )
-    return dataclasses.replace(saved, **given), state
+    return size_for_machine(dataclasses.replace(saved, **given)), state
+
+
+def size_for_machine(config: TrainConfig) -> TrainConfig:
+    """Fill what a recipe leaves to the machine (None): batch_seconds for the device, one worker per spare core."""
+    batch_seconds, workers = config.batch_seconds, config.num_workers
+    if batch_seconds is None:
+        device = pick_device(config.device)
+        if device.type == "cuda":
+            gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+            batch_seconds = min(DEVICE_BATCH_SECONDS["cuda_max"], round(DEVICE_BATCH_SECONDS["cuda_per_gib"] * gib))
+        else:
+            batch_seconds = DEVICE_BATCH_SECONDS.get(device.type, DEVICE_BATCH_SECONDS["cpu"])
+    if workers is None:
+        workers = min(8, max(0, (os.cpu_count() or 1) - 1))
+    return dataclasses.replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
 
 
 def main(argv: list[str] | None = None) -> dict:
     config, resume_state = resolve_config(argv)
+    torchaudio()  # a torchaudio that cannot load fails here, in one line, before anything is written
 
     # ---- run folder and config -------------------------------------------------------------
     run_name = config.run_name or Path(config.dataset.split("+")[0].rstrip("/")).name
@@ -85,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     config = dataclasses.replace(config, run_name=run_name)
     print(json.dumps(dataclasses.asdict(config), indent=2))
+    print(f"recipe: {recipe_name(config.dataset)} (defaults in asr/config.py RECIPES; any flag overrides them)")
 
     # ---- reproducibility and device -----------------------------------------------------------
     random.seed(config.seed)
@@ -112,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_utts = filter_for_training(
         train_utts, tokenizer, lambda n: int(model.output_lengths(torch.tensor(n))), config.max_duration, report
     )
-    eval_spec = config.eval_dataset or ("dev-clean" if is_librispeech(config.dataset) else config.dataset)
+    eval_spec = config.eval_dataset or ("dev-clean" if uses_librispeech(config.dataset) else config.dataset)
     eval_utts = [u for u in load_dataset(eval_spec, config.data_dir, report, config.download) if u.text is not None]
     eval_utts = eval_utts[: config.eval_utterances]
     print(
@@ -158,11 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         t = resume_state["training"]
         step, epoch, batch_in_epoch = t["step"], t["epoch"], t["batch_in_epoch"]
         skipped_steps, best_wer = t["skipped_steps"], t["best_wer"]
-        random.setstate(t["rng_python"])
-        np.random.set_state(t["rng_numpy"])
-        torch.set_rng_state(t["rng_torch"])
-        if t["rng_cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(t["rng_cuda"])
+        set_rng_states(t["rng"])
         print(f"resumed from {config.resume}: epoch {epoch}, batch {batch_in_epoch}, step {step}")
 
     writer = make_writer(run_dir / "tensorboard", config.tensorboard)
@@ -190,10 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "batch_in_epoch": batch_in_epoch,
                 "skipped_steps": skipped_steps,
                 "best_wer": best_wer,
-                "rng_python": random.getstate(),
-                "rng_numpy": np.random.get_state(),
-                "rng_torch": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "rng": rng_states(),
             },
         }
         save_checkpoint(run_dir / name, state)
@@ -343,5 +361,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, ValueError) as e:  # bad input: the message says what to fix; no traceback
+    except (FileNotFoundError, ValueError, TorchaudioError) as e:  # bad input: the message says what to fix
         sys.exit(f"error: {e}")

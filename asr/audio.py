@@ -9,12 +9,13 @@ file that would have to travel with the model, and it behaves the same at
 training and inference time.
 """
 
+import functools
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 
 SAMPLE_RATE = 16000  # Hz
 WIN_LENGTH = 400  # samples = 25 ms
@@ -28,6 +29,27 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
 class AudioError(Exception):
     """An audio file that cannot be used; the message names the file and the reason."""
+
+
+class TorchaudioError(ImportError):
+    """torchaudio is missing or was built for another torch; the message says what to install."""
+
+
+@functools.cache
+def torchaudio() -> ModuleType:
+    """The torchaudio module, imported on first use so that a broken install fails with one clear line.
+
+    torchaudio 2.11.1 declares `torch>=2.11` but does not load with torch 2.11-2.13 (undefined symbol);
+    2.11.0 is built on torch's stable ABI and loads with torch 2.11 and later (requirements.txt)."""
+    try:
+        import torchaudio as module
+    except (ImportError, OSError) as e:  # OSError: libtorchaudio.so built against another torch
+        reason = str(e).splitlines()[0][:160]
+        raise TorchaudioError(
+            f"torchaudio cannot be loaded with torch {torch.__version__} ({reason}). "
+            "Install the tested pair: pip install 'torch>=2.11,<2.13' 'torchaudio==2.11.0'"
+        ) from None
+    return module
 
 
 def load_audio(path: str | Path) -> np.ndarray:
@@ -49,7 +71,7 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 def resample(audio: np.ndarray, rate: int) -> np.ndarray:
     """Resample (samples,) audio from `rate` Hz to SAMPLE_RATE with a windowed-sinc filter."""
-    out = torchaudio.functional.resample(torch.from_numpy(audio), rate, SAMPLE_RATE)
+    out = torchaudio().functional.resample(torch.from_numpy(audio), rate, SAMPLE_RATE)
     return out.numpy()
 
 
@@ -72,7 +94,7 @@ class LogMel(torch.nn.Module):
 
     def __init__(self, n_mels: int = 80) -> None:
         super().__init__()
-        self.mel = torchaudio.transforms.MelSpectrogram(
+        self.mel = torchaudio().transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE,
             n_fft=N_FFT,
             win_length=WIN_LENGTH,
@@ -84,7 +106,8 @@ class LogMel(torch.nn.Module):
             pad_mode="constant",  # zero padding at the edges works for clips shorter than a window
         )
         empty = (self.mel.mel_scale.fb.sum(dim=0) == 0).sum().item()
-        assert empty == 0, f"{empty} of {n_mels} mel filters are empty; lower n_mels"
+        if empty:
+            raise ValueError(f"{empty} of {n_mels} mel filters are empty between {F_MIN} and {F_MAX} Hz; lower n_mels")
 
     @torch.no_grad()
     def forward(self, audio: torch.Tensor) -> torch.Tensor:

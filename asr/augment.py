@@ -28,7 +28,6 @@ from typing import NamedTuple
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 from PIL import Image
 
 from asr.audio import AUDIO_EXTENSIONS, HOP_LENGTH, SAMPLE_RATE, AudioError, LogMel, load_audio, resample
@@ -65,9 +64,7 @@ def time_shift(audio: np.ndarray, delay: int) -> np.ndarray:
 
 def speed(audio: np.ndarray, factor: float) -> np.ndarray:
     """Play (samples,) audio `factor` times faster by resampling: length / factor, pitch * factor."""
-    orig = _ratio_rate(factor)
-    out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(audio)), orig, SAMPLE_RATE)
-    return out.numpy()
+    return resample(np.ascontiguousarray(audio), _ratio_rate(factor))
 
 
 def pitch_shift(audio: np.ndarray, semitones: float) -> np.ndarray:

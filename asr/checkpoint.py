@@ -5,20 +5,33 @@ ModelConfig), `tokenizer` (its state dict), `model` (weights), and for training
 checkpoints `train_config`, optimizer/scheduler/scaler states, counters and RNG
 states. `inference.py --checkpoint X` needs nothing else. Files are written to a
 temporary name and renamed, so a crash never leaves a half-written checkpoint.
+
+Checkpoints travel (download_weights.py fetches them from URLs), and unpickling
+an arbitrary file runs arbitrary code. So a checkpoint holds only tensors and
+plain types (dict, list, tuple, str, int, float, bool, None, bytes) and is read
+with `torch.load(weights_only=True)`; anything else in the file is refused.
+Format 1 (before December 2026) stored NumPy's RNG state as an array: those
+files still load, with NumPy arrays as the only extra type allowed.
 """
 
 import dataclasses
 import os
+import pickle
+import random
+import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from asr.config import ModelConfig
 from asr.model import DeepSpeech2
 from asr.text import CharTokenizer, tokenizer_from_state
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "model_config", "tokenizer", "model")
+# Format 1 pickled np.random.get_state(): an ndarray of uint32. Rebuilding an array is plain data too.
+_NUMPY_ARRAY_GLOBALS = [np.ndarray(0).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -39,15 +52,50 @@ def load_checkpoint(path: str | Path) -> dict:
             "or download one with `python download_weights.py`, then pass --checkpoint PATH"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({e})") from None
+        found = re.search(r"GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if found:  # weights_only refused to import a callable: the file is not plain data
+            raise ValueError(
+                f"refused to load {path}: it holds a pickled Python object ({found[1]}) that could run code when "
+                "loaded. This project's checkpoints hold only tensors and plain types; use one written by train.py"
+            ) from None
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_last_line(e)})") from None
     missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"{path} is not a checkpoint of this project: missing {', '.join(missing)}")
     if state["format_version"] > FORMAT_VERSION:
         raise ValueError(f"{path} has format {state['format_version']}; this code reads up to {FORMAT_VERSION}")
-    return state
+    return _upgrade(state)
+
+
+def _last_line(e: Exception) -> str:
+    """The informative end of torch.load's long error messages."""
+    lines = [line for line in str(e).splitlines() if line.strip() and not line.startswith("Check the documentation")]
+    return lines[-1] if lines else type(e).__name__
+
+
+def _upgrade(state: dict) -> dict:
+    """Format 1 -> 2: the four RNG states move from `training["rng_*"]` into `training["rng"]`."""
+    training = state.get("training")
+    if state["format_version"] == 1 and training is not None:
+        old = {kind: training.pop(f"rng_{kind}") for kind in ("python", "numpy", "torch", "cuda")}
+        training["rng"] = old | {"numpy": list(old["numpy"])}
+    return state | {"format_version": FORMAT_VERSION}
+
+
+def find_checkpoint(runs_dir: str | Path = "runs", weights_dir: str | Path = "weights") -> Path:
+    """The checkpoint a user most likely means: the newest runs/*/best.pt, else the newest weights/*.pt."""
+    for pattern, folder in (("*/best.pt", runs_dir), ("*.pt", weights_dir)):
+        found = sorted(Path(folder).glob(pattern), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+    raise FileNotFoundError(
+        f"no checkpoint found in {runs_dir}/*/best.pt or {weights_dir}/*.pt. Train one with `python train.py` "
+        "(the example model, ~2 min on a CPU) or fetch one with `python download_weights.py --url URL --sha256 HEX`, "
+        "or pass --checkpoint PATH"
+    )
 
 
 def model_from_checkpoint(state: dict) -> tuple[DeepSpeech2, CharTokenizer]:
@@ -71,3 +119,24 @@ def model_state(model: DeepSpeech2, tokenizer: CharTokenizer) -> dict:
         "tokenizer": tokenizer.state_dict(),
         "model": model.state_dict(),
     }
+
+
+def rng_states() -> dict:
+    """Python, NumPy, torch (and CUDA) generator states as tensors and plain types."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),  # (version, tuple of 625 ints, gauss_next)
+        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what `rng_states()` returned (format 1's NumPy array keys work too)."""
+    random.setstate(states["python"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

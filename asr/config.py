@@ -180,7 +180,7 @@ class TrainConfig:
     rnn_type: str | None = _f(None, "override the preset's recurrent cell", choices=["gru", "lstm"])
     rnn_layers: int | None = _f(None, "override the preset's number of recurrent layers")
     rnn_hidden: int | None = _f(None, "override the preset's hidden units per direction")
-    run_name: str | None = _f(None, "folder under runs_dir for this run; default: a timestamp")
+    run_name: str | None = _f(None, "folder under runs_dir for this run; default: the (first) dataset's name")
     runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
     resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
     augment: str = _f(
@@ -191,8 +191,10 @@ class TrainConfig:
     )
     epochs: int = _f(50, "passes over the training set")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (for smoke tests)")
-    batch_seconds: float = _f(
-        20.0, "audio seconds per batch (padding excluded), batches built by duration; ~400 suits base on one GPU"
+    batch_seconds: float | None = _f(
+        20.0,
+        "audio seconds per batch (padding excluded), batches built by duration; the LibriSpeech recipe sizes it for"
+        " the device (DEVICE_BATCH_SECONDS)",
     )
     grad_accum: int = _f(1, "batches whose gradients are summed before one optimizer step")
     max_duration: float = _f(20.0, "skip (and count) training utterances longer than this, in seconds")
@@ -203,7 +205,11 @@ class TrainConfig:
     seed: int = _f(0, "seed for weights, batch order and augmentation")
     device: str = _f("auto", "cuda, mps, cpu, or auto (the first available in that order)")
     amp: bool = _f(True, "mixed precision on CUDA (fp16 with dynamic loss scaling)")
-    num_workers: int = _f(0, "DataLoader worker processes for loading and featurising audio")
+    num_workers: int | None = _f(
+        0,
+        "DataLoader worker processes for loading and featurising audio; the LibriSpeech recipe uses one per spare"
+        " CPU core, up to 8",
+    )
     log_every: int = _f(10, "optimizer steps between TensorBoard scalar writes")
     checkpoint_every: int = _f(500, "optimizer steps between last.pt writes (also written at each epoch end)")
     eval_every: int = _f(5, "epochs between evaluations (and at the last epoch)")
@@ -213,11 +219,35 @@ class TrainConfig:
     tensorboard: bool = _f(True, "write TensorBoard logs to the run folder")
 
 
+# Defaults per kind of training data: a recipe replaces the TrainConfig defaults of the fields it names, and
+# flags given on the command line override both (train.py prints the result and saves it as config.json).
+# TrainConfig's own defaults are the "folder" recipe: `python train.py` is the overfitting check on the
+# bundled example set, on a CPU. None means "sized for the machine" (train.py resolves it; see below).
+RECIPES: dict[str, dict] = {
+    "folder": {},
+    "librispeech": {
+        "model": "base",  # the paper-like 38M-parameter model (5 bidirectional GRU layers of 800)
+        "augment": "default",  # aimed at test-other: noise, reverberation, speed, SpecAugment
+        "batch_seconds": None,  # DEVICE_BATCH_SECONDS
+        "num_workers": None,  # one per spare CPU core, up to 8
+        "eval_every": 1,  # dev-clean after every epoch ...
+        "eval_utterances": 1000,  # ... on a fixed subset (the first 1000 by id, ~2 h of its 5.4 h)
+    },
+}
+# Audio seconds per batch for the base model when a recipe leaves batch_seconds to the device. An estimate,
+# not a measurement: 400 s (~32 LibriSpeech utterances) per 16 GiB of GPU memory at most; CPUs are slow anyway.
+DEVICE_BATCH_SECONDS = {"cuda_per_gib": 25.0, "cuda_max": 400.0, "mps": 100.0, "cpu": 60.0}
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
     """One inference.py invocation."""
 
-    checkpoint: str = _f("runs/example/best.pt", "model checkpoint (train.py writes runs/<run_name>/best.pt)")
+    checkpoint: str | None = _f(
+        None,
+        "model checkpoint; default: the newest runs/*/best.pt (train.py), else the newest weights/*.pt"
+        " (download_weights.py)",
+    )
     data_dir: str | None = _f(None, "a CustomDir folder: audio/*.{wav,flac,mp3,ogg} + optional transcriptions/")
     dataset: str | None = _f(None, "instead of --data_dir: a LibriSpeech split such as test-clean")
     librispeech_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/ for --dataset")
@@ -231,6 +261,19 @@ class InferenceConfig:
     grid_betas: str = _f("0,0.5,1,1.5,2,3", "comma-separated word bonuses for --grid_alphas")
     batch_seconds: float = _f(200.0, "audio seconds per inference batch")
     device: str = _f("auto", "cuda, mps, cpu, or auto")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """One calc_metrics.py invocation."""
+
+    transcriptions_dir: str | None = _f(
+        None, "references <UtteranceID>.txt; default: the folder inference.py recorded in PREDICTIONS/inference.json"
+    )
+    predictions_dir: str = _f("preds", "predictions written by inference.py")
+    allow_missing: bool = _f(False, "score references that have no prediction as empty predictions instead of failing")
+    worst: int = _f(5, "show this many worst utterances")
+    json: bool = _f(False, "print the result as JSON")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = True) -> None:

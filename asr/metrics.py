@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import editdistance
 
+SOURCE_FILE = "inference.json"  # inference.py writes it beside its predictions: data, references, checkpoint
+
 
 def word_edits(reference: str, hypothesis: str) -> int:
     """Levenshtein distance between the word sequences."""

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -72,3 +77,19 @@ def test_logmel_is_gain_invariant():
     featurize = LogMel(40)
     audio = torch.from_numpy(tone(0.5)) + 0.05 * torch.randn(SAMPLE_RATE // 2)
     assert torch.allclose(featurize(audio), featurize(0.1 * audio), atol=1e-2)  # up to the log floor
+
+
+def test_a_torchaudio_that_cannot_load_is_one_line_that_says_what_to_install(tmp_path):
+    """torchaudio 2.11.1 with torch 2.11 fails with an undefined symbol; the user sees one line, not a traceback."""
+    fake = tmp_path / "torchaudio"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('raise OSError("libtorchaudio.so: undefined symbol: torch_exception_get_what")\n')
+    repo = Path(__file__).resolve().parents[1]
+    env = os.environ | {"PYTHONPATH": f"{tmp_path}{os.pathsep}{repo}"}
+    args = ["--runs_dir", str(tmp_path / "runs"), "--epochs", "1", "--no-tensorboard"]
+    done = subprocess.run([sys.executable, "train.py", *args], cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and not (tmp_path / "runs").exists()
+    assert done.stderr.strip().splitlines() == [
+        f"error: torchaudio cannot be loaded with torch {torch.__version__} (libtorchaudio.so: undefined symbol: "
+        "torch_exception_get_what). Install the tested pair: pip install 'torch>=2.11,<2.13' 'torchaudio==2.11.0'"
+    ]

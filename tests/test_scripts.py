@@ -120,3 +120,34 @@ def test_inference_on_awkward_but_valid_audio(tmp_path, checkpoint):
     )
     assert sorted(p.stem for p in out.glob("*.txt")) == ["blip", "cd", "phone8k", "stereo48k", "web"]
     assert not (out / "metrics.json").exists()  # no references, no metrics
+
+
+def test_design_card_commands_as_written(tmp_path, checkpoint, librispeech_fixtures, monkeypatch, capsys):
+    """`inference.py --data_dir X --out preds` then `calc_metrics.py`, no other flags, in a fresh folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint found in runs/\*/best.pt .*python train.py"):
+        inference.main(["--data_dir", str(librispeech_fixtures), "--out", "preds"])
+    for name in ("older", "newer"):  # the newest best.pt is the one a user means
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        shutil.copy(checkpoint, tmp_path / "runs" / name / "best.pt")
+    assert inference.main(["--data_dir", str(librispeech_fixtures), "--out", "preds"]) == 0
+    assert "checkpoint: runs/newer/best.pt" in capsys.readouterr().out
+    source = json.loads((tmp_path / "preds" / "inference.json").read_text())
+    assert source["references"] == str(librispeech_fixtures / "transcriptions")
+    assert calc_metrics.main([]) == 0
+    out = capsys.readouterr().out
+    assert f"references {librispeech_fixtures / 'transcriptions'}/ vs predictions preds/" in out
+    assert "matched 14 of 14 references" in out and "WER" in out
+
+
+def test_calc_metrics_without_a_record_asks_for_the_references(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "preds").mkdir()
+    with pytest.raises(SystemExit, match=r"preds/inference.json not found.*--transcriptions_dir"):
+        calc_metrics.main([])
+
+
+def test_inference_on_a_folder_without_audio_fails(tmp_path, checkpoint):
+    (tmp_path / "empty" / "audio").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"no audio could be transcribed in .*empty"):
+        inference.main(["--data_dir", str(tmp_path / "empty"), "--checkpoint", str(checkpoint), "--out", str(tmp_path)])

@@ -1,5 +1,6 @@
 """Training loop behaviour: overfitting, exact resume, NaN safety, run folder contents."""
 
+import dataclasses
 import json
 import shutil
 
@@ -8,6 +9,7 @@ import torch
 from conftest import LIBRISPEECH_FIXTURES
 
 import train
+from asr.config import TrainConfig
 
 SHORTEST = ["2830-3980-0043", "8455-210777-0068", "4507-16021-0012", "1034-121119-0046"]
 
@@ -48,8 +50,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_set):
     last = cut["run_dir"] / "last.pt"
     resumed = train.main(["--resume", str(last)])
     assert cut["losses"] + resumed["losses"] == full["losses"]  # bit-exact, step for step
-    a = torch.load(full["run_dir"] / "last.pt", weights_only=False)["model"]
-    b = torch.load(last, weights_only=False)["model"]
+    a = torch.load(full["run_dir"] / "last.pt", weights_only=True)["model"]
+    b = torch.load(last, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -70,7 +72,7 @@ def test_nan_loss_is_skipped_and_counted(tmp_path, tiny_set, monkeypatch):
     monkeypatch.setattr(torch.nn, "CTCLoss", FlakyCTC)
     result = train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--batch_seconds", "3"))
     assert result["skipped_steps"] == 1
-    weights = torch.load(result["run_dir"] / "last.pt", weights_only=False)["model"]
+    weights = torch.load(result["run_dir"] / "last.pt", weights_only=True)["model"]
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
 
 
@@ -101,3 +103,19 @@ def test_tensorboard_gets_scalars_images_audio_and_predictions(tmp_path, tiny_se
     assert "val/predictions/text_summary" in tags["tensors"]
     table = events.Tensors("val/predictions/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "| id | target | prediction | CER | WER | beam |" in table
+
+
+def test_the_design_card_command_gets_the_librispeech_recipe(monkeypatch):
+    monkeypatch.setattr(train.os, "cpu_count", lambda: 4)
+    config, resumed = train.resolve_config(["--dataset", "train-clean-360", "--epochs", "50", "--device", "cpu"])
+    assert resumed is None and config.dataset == "train-clean-360" and config.epochs == 50
+    assert (config.model, config.augment, config.eval_every, config.eval_utterances) == ("base", "default", 1, 1000)
+    assert config.batch_seconds == 60.0 and config.num_workers == 3  # sized for a 4-core CPU machine
+    given, _ = train.resolve_config(["--dataset", "train-clean-100+/my/data", "--model", "small", "--num_workers", "0"])
+    assert (given.model, given.augment, given.num_workers) == ("small", "default", 0)  # flags beat the recipe
+
+
+def test_no_flags_stay_the_example_overfitting_check():
+    config, _ = train.resolve_config([])
+    assert config == dataclasses.replace(TrainConfig(), batch_seconds=20.0, num_workers=0)
+    assert (config.dataset, config.model, config.augment) == ("data/example", "small", "none")
