@@ -21,12 +21,17 @@ cost O(1) and runs where one same token is the only candidate are merged into on
 extensions that would fall below the beam threshold of a running lower bound of the frame's best are never
 made, and when a frame can produce more prefixes than the beam holds, a heap of the best new ones skips the
 rest (exact). On the benchmark (benchmarks/decode.py) beam 10 takes about 2 ms per 10 s utterance.
+
+The parts: `_candidates` picks each frame's tokens; `_PrefixTrie` holds every prefix made so far (per-node data
+in flat lists indexed by node id, cheaper than an object per node), with `_WordTracker` holding each node's
+word state for the LM; `_Beam` holds the live prefixes and takes them through a frame (`extend`, then
+`prune`) and to hypotheses (`finalize`); `_search` is the loop over frames.
 """
 
 import heapq
-import inspect
 import math
 import multiprocessing
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +45,7 @@ WORD_START = "\u2581"  # SentencePiece's "▁": a BPE piece that starts a new wo
 _RESCALE_BELOW = 1e-30  # rescale beam probabilities when the best falls below this (or rises above its inverse)
 _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescaled beam can never underflow to 0
 _MIN_FACTOR = math.exp(_MIN_LOG_FACTOR)
+_SECOND = operator.itemgetter(1)  # a sort key; faster than a Python function
 _NORMALISED_TOL = 0.1  # |logsumexp(row)| above this means the input is not log-probabilities (bf16 is ~0.01)
 
 
@@ -168,13 +174,33 @@ def decode_grid(
     return {pair: [hyps[0].text for hyps in results[i * n : (i + 1) * n]] for i, pair in enumerate(pairs)}
 
 
+# the decoding config fields (asr.config.DecodeConfig) that `beam_options` passes on to `beam_search`
+BEAM_OPTIONS = (
+    "beam_size",
+    "alpha",
+    "beta",
+    "unk_offset",
+    "token_min_logp",
+    "top_k",
+    "cutoff_prob",
+    "beam_threshold",
+    "blank_skip",
+)
+
+
 def beam_options(config) -> dict:
-    """The fields of a config object (e.g. asr.config.DecodeConfig) that are `beam_search` keyword arguments."""
-    names = set(inspect.signature(beam_search).parameters) - {"log_probs", "tokenizer", "lm"}
-    return {name: getattr(config, name) for name in sorted(names) if hasattr(config, name)}
+    """`beam_search` keyword arguments from a decoding config (e.g. asr.config.DecodeConfig): its BEAM_OPTIONS.
+
+    The LM is not among them (callers load it from `config.lm`), nor is `nbest` (callers choose it).
+    """
+    missing = [name for name in BEAM_OPTIONS if not hasattr(config, name)]
+    if missing:
+        raise AttributeError(f"{type(config).__name__} lacks the beam search options {missing}")
+    return {name: getattr(config, name) for name in BEAM_OPTIONS}
 
 
 def _as_arrays(log_probs: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
+    """Tensors and arrays as numpy arrays (float32 for tensors)."""
     return [x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in log_probs]
 
 
@@ -202,6 +228,7 @@ _worker: dict = {}
 
 
 def _init_worker(tokenizer, lm, beam_kwargs) -> None:
+    """Process pool initializer: one thread, and the tokenizer, LM and options every task of the worker shares."""
     torch.set_num_threads(1)
     if isinstance(lm, str):
         from asr.lm import load_lm
@@ -211,6 +238,7 @@ def _init_worker(tokenizer, lm, beam_kwargs) -> None:
 
 
 def _decode_in_worker(task: tuple[np.ndarray, dict]) -> list[Hypothesis]:
+    """beam_search of one (log_probs, option overrides) task with the worker's shared tokenizer, LM and options."""
     log_probs, overrides = task
     return beam_search(log_probs, _worker["tokenizer"], lm=_worker["lm"], **{**_worker["kwargs"], **overrides})
 
@@ -258,23 +286,7 @@ def _candidates(
             "(log_softmax of the model output), not logits or probabilities"
         )
     best = lp.max(axis=0)
-    keep = (lp >= token_min_logp) | (lp == best)  # (V, T); a frame's best token is always kept
-    if top_k is not None or cutoff_prob < 1.0:
-        order = np.argsort(-lp, axis=0, kind="stable")  # (V, T) tokens by falling probability
-        ranked_keep = np.ones((V, T), dtype=bool)
-        if top_k is not None:
-            ranked_keep[max(1, top_k) :] = False
-        if cutoff_prob < 1.0:
-            cum = np.cumsum(np.take_along_axis(probs, order, axis=0), axis=0)
-            ranked_keep[1:] &= cum[:-1] < cutoff_prob  # keep tokens until the cumulative mass reaches it
-        mask = np.zeros((V, T), dtype=bool)
-        np.put_along_axis(mask, order, ranked_keep, axis=0)
-        keep &= mask
-        keep[order[0], np.arange(T)] = True
-    if blank_skip is not None:
-        skip = lp[0] >= math.log(blank_skip)
-        keep[1:, skip] = False
-        keep[0, skip] = True
+    keep = _kept(lp, probs, best, token_min_logp, top_k, cutoff_prob, blank_skip)  # (V, T)
     # the kept non-blank tokens, frame by frame (token order within a frame)
     counts = keep[1:].sum(axis=0)  # (T,)
     flat = np.flatnonzero(keep[1:].T)
@@ -301,11 +313,7 @@ def _candidates(
         blank_p = np.where(keep[0], probs[0], 0.0)
     pairs = list(zip(v_idx.tolist(), p.tolist(), strict=True))
     ends = np.cumsum(counts).tolist()
-    per_frame: list[list[tuple[int, float]]] = []
-    start = 0
-    for end in ends:
-        per_frame.append(pairs[start:end])
-        start = end
+    per_frame = [pairs[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]  # (frames,)
     for f in np.flatnonzero(counts > 1).tolist():
         per_frame[f].sort(key=_neg_second)  # most probable first, which helps the search prune early
     top_p = top_p.tolist()
@@ -315,123 +323,197 @@ def _candidates(
     return list(zip(blank_p.tolist(), per_frame, top_p, strict=True))
 
 
+def _kept(
+    lp: np.ndarray,
+    probs: np.ndarray,
+    best: np.ndarray,
+    token_min_logp: float,
+    top_k: int | None,
+    cutoff_prob: float,
+    blank_skip: float | None,
+) -> np.ndarray:
+    """(V, T) bool: the tokens of each frame that survive the pruning options (a frame's best always does).
+
+    lp, probs: (V, T) log-probabilities and probabilities; best: (T,) the largest log-probability per frame.
+    """
+    V, T = lp.shape
+    keep = (lp >= token_min_logp) | (lp == best)  # (V, T); a frame's best token is always kept
+    if top_k is not None or cutoff_prob < 1.0:
+        order = np.argsort(-lp, axis=0, kind="stable")  # (V, T) tokens by falling probability
+        ranked_keep = np.ones((V, T), dtype=bool)
+        if top_k is not None:
+            ranked_keep[max(1, top_k) :] = False
+        if cutoff_prob < 1.0:
+            cum = np.cumsum(np.take_along_axis(probs, order, axis=0), axis=0)
+            ranked_keep[1:] &= cum[:-1] < cutoff_prob  # keep tokens until the cumulative mass reaches it
+        mask = np.zeros((V, T), dtype=bool)
+        np.put_along_axis(mask, order, ranked_keep, axis=0)
+        keep &= mask
+        keep[order[0], np.arange(T)] = True
+    if blank_skip is not None:
+        skip = lp[0] >= math.log(blank_skip)
+        keep[1:, skip] = False
+        keep[0, skip] = True
+    return keep
+
+
 class _WordTracker:
-    """Word-level bookkeeping of prefixes for shallow fusion: what a token does to the current word.
+    """The word-level state of every trie node, for shallow fusion: what each token does to the current word.
 
     Per token: whether it ends the current word and what text it adds to the next one. A character vocabulary
     has " " (ends a word, adds nothing) and letters (add themselves); a BPE piece "▁ab" ends the word and
     starts "ab". This is the only place that knows about word boundaries, so both kinds share one decoder.
+
+    Per trie node, in lists indexed by node id like the trie's: its word state and its LM factor.
     """
 
     def __init__(self, vocab: list[str], lm, alpha: float, beta: float, unk_offset: float) -> None:
         self.lm, self.alpha, self.beta, self.unk_offset = lm, alpha, beta, unk_offset
         self.ends_word = [t == " " or t.startswith(WORD_START) for t in vocab]
         self.piece = ["" if t == " " else t.removeprefix(WORD_START) for t in vocab]
-        self.root = (lm.begin(), "", 0.0, 0.0)  # see step()
-        # per token, an upper bound of exp(step's delta), for pruning before the LM is asked
+        # per token, an upper bound of a node's `factor`, for pruning before the LM is asked
         if alpha < 0.0:
             bound = math.inf
         else:
             bound = math.exp(max(0.0, beta) + 2.0 * abs(unk_offset))
         self.max_factor = [bound if end else math.exp(max(0.0, unk_offset)) for end in self.ends_word]
         self._prefix_ok: dict[str, bool] = getattr(lm, "prefix_cache", {})  # is_prefix's answers so far
+        # Per node (node 0 is the empty prefix), its word state: a tuple that is only ever unpacked into the names
+        #   lm_state: the LM context after the prefix's completed words
+        #   partial: its unfinished last word ("" at a word boundary)
+        #   penalty: unk_offset if `partial` starts no LM word (charged early, taken back when the word is scored)
+        #   lm_score: alpha * log p_lm + beta * words + charges, of the prefix so far
+        # A plain tuple because it is the cheapest to make: a NamedTuple or an object per node costs several
+        # times as much, and a list per field ~3 % of the whole search with an LM (valgrind instruction counts).
+        self.state = [(lm.begin(), "", 0.0, 0.0)]
+        self.factor = [1.0]  # per node: exp(its lm_score - its parent's), at least _MIN_FACTOR (see there)
 
-    def step(self, info: tuple, token: int) -> tuple[float, tuple]:
-        """(log factor of appending token, the new prefix's info).
-
-        info = (LM state, unfinished word, penalty charged for it, log LM score of the prefix so far).
-        """
-        state, partial, penalty, total = info
+    def add(self, node: int, token: int, mass: float, cut: float) -> bool:
+        """Append node + token's word state for the trie's next node, unless its LM factor takes mass to <= cut."""
+        lm_state, partial, penalty, lm_score = self.state[node]
+        delta = 0.0
         if not self.ends_word[token]:
             partial += self.piece[token]
-            if penalty:
-                return 0.0, (state, partial, penalty, total)
-            ok = self._prefix_ok.get(partial)
-            if ok is None:
-                ok = self.lm.is_prefix(partial)
-            if ok:
-                return 0.0, (state, partial, 0.0, total)
-            return self.unk_offset, (state, partial, self.unk_offset, total + self.unk_offset)
+            if not penalty:
+                ok = self._prefix_ok.get(partial)
+                if ok is None:
+                    ok = self.lm.is_prefix(partial)
+                if not ok:  # charge a word that can no longer be in the LM now, so that it drops out early
+                    delta = penalty = self.unk_offset
+        else:
+            if partial:
+                delta, lm_state = self._word(lm_state, partial)
+                delta -= penalty
+            partial, penalty = self.piece[token], 0.0
+            if partial and not self.lm.is_prefix(partial):
+                penalty = self.unk_offset
+                delta += penalty
+        if delta == 0.0:  # most letters; exp(0) is 1 exactly
+            factor = 1.0
+        else:
+            factor = math.exp(delta) if delta > _MIN_LOG_FACTOR else _MIN_FACTOR
+        if mass * factor <= cut:
+            return False
+        self.state.append((lm_state, partial, penalty, lm_score + delta))
+        self.factor.append(factor)
+        return True
+
+    def finish(self, node: int) -> tuple[float, float]:
+        """(log factor of ending the utterance after `node`: its last word, then </s>; its final LM score)."""
+        lm_state, partial, penalty, lm_score = self.state[node]
         delta = 0.0
         if partial:
-            delta, state = self._word(state, partial)
+            delta, lm_state = self._word(lm_state, partial)
             delta -= penalty
-        partial = self.piece[token]
-        if partial and not self.lm.is_prefix(partial):
-            delta += self.unk_offset
-            return delta, (state, partial, self.unk_offset, total + delta)
-        return delta, (state, partial, 0.0, total + delta)
+        end = delta + self.alpha * self.lm.end(lm_state)
+        return end, lm_score + end
 
-    def finish(self, info: tuple) -> float:
-        """Log factor of ending the utterance: the last word (if any), then </s>."""
-        state, partial, penalty, _ = info
-        delta = 0.0
-        if partial:
-            delta, state = self._word(state, partial)
-            delta -= penalty
-        return delta + self.alpha * self.lm.end(state)
-
-    def _word(self, state, word: str) -> tuple[float, object]:
-        lp, state, oov = self.lm.score(state, word)
-        return self.alpha * lp + self.beta + (self.unk_offset if oov else 0.0), state
+    def _word(self, lm_state, word: str) -> tuple[float, object]:
+        """(alpha * log p_lm(word | lm_state) + beta (+ unk_offset if OOV), the LM state after the word)."""
+        lp, lm_state, oov = self.lm.score(lm_state, word)
+        return self.alpha * lp + self.beta + (self.unk_offset if oov else 0.0), lm_state
 
 
-def _search(
-    frames: list[tuple[float, list[tuple[int, float]], float]],
-    vocab: list[str],
-    words: _WordTracker | None,
-    beam_size: int,
-    beam_threshold: float,
-    nbest: int | None,
-) -> list[Hypothesis]:
-    V = len(vocab)
-    # the prefix trie: node 0 is the empty prefix; parent/last token per node; children by node * V + token
-    parent = [-1]
-    last = [-1]
-    children: dict[int, int] = {}
-    # with word scoring, per node: the LM bookkeeping (_WordTracker.step's info, with the prefix's log LM score)
-    # and the linear-space factor its probabilities were multiplied by on entering it; per token: a bound of it
-    info = [words.root] if words is not None else None
-    factor = [1.0]
-    hi = words.max_factor if words is not None else None
-    keep_ratio = math.exp(-beam_threshold) if beam_threshold < math.inf else 0.0
+class _PrefixTrie:
+    """Every prefix the search has made, as a trie of int nodes; node 0 is the empty prefix.
 
-    # the beam: prefixes with their blank- and non-blank-ending probabilities, times exp(-log_scale)
-    nodes, pb, pnb = [0], [1.0], [0.0]
-    best_prev = 1.0  # the best prefix's pb + pnb
-    log_scale = 0.0
-    collapsed = True  # every pnb is 0, so a blank-only frame changes nothing but log_scale
-    for p_blank, cands, top_p in frames:
-        if not cands:  # only the blank survived pruning: every prefix keeps its mass, now ending in a blank
-            log_scale += math.log(p_blank)
-            if not collapsed:
-                pb = [b + nb for b, nb in zip(pb, pnb, strict=True)]
-                pnb = [0.0] * len(pb)
-                collapsed = True
-            continue
+    Per-node data sit in flat lists indexed by node id (a list index is cheaper than an attribute of a node
+    object in the hot loop). Nodes are made in one place, `_Beam.extend`. With an LM, `words` holds each node's
+    word state and the factor its probabilities were multiplied by on entering it, so merging stays exact.
+    """
+
+    def __init__(self, vocab_size: int, words: _WordTracker | None) -> None:
+        self.vocab_size = vocab_size
+        self.parent = [-1]  # per node: the node one token shorter
+        self.last = [-1]  # per node: its last token
+        self.children: dict[int, int] = {}  # node * vocab_size + token -> child node
+        self.words = words
+
+    def finish(self, node: int) -> tuple[float, float]:
+        """(log LM factor of ending the utterance after `node`, its final LM score); (0, 0) without an LM."""
+        return self.words.finish(node) if self.words is not None else (0.0, 0.0)
+
+    def tokens(self, node: int) -> tuple[int, ...]:
+        """The token sequence of a node."""
+        tokens = []
+        while node > 0:
+            tokens.append(self.last[node])
+            node = self.parent[node]
+        return tuple(reversed(tokens))
+
+
+class _Beam:
+    """The live prefixes: trie nodes with the probabilities of their alignments ending in a blank (pb) and in
+    their last token (pnb), both times exp(-log_scale). A frame goes through `extend` then `prune`, or through
+    `blank_frame` when only the blank is left in it; `finalize` turns the last beam into hypotheses."""
+
+    def __init__(self, trie: _PrefixTrie, beam_size: int, beam_threshold: float) -> None:
+        self.trie = trie
+        self.size = beam_size
+        self.keep_ratio = math.exp(-beam_threshold) if beam_threshold < math.inf else 0.0
+        self.nodes, self.pb, self.pnb = [0], [1.0], [0.0]  # parallel lists, one entry per live prefix
+        self.best = 1.0  # the best prefix's pb + pnb
+        self.log_scale = 0.0
+        self.collapsed = True  # every pnb is 0, so a blank-only frame changes nothing but log_scale
+        words = trie.words
+        factor, hi = (words.factor, words.max_factor) if words is not None else (None, None)
+        # what `extend` reads every frame, in one tuple: one attribute load per frame instead of seven
+        self._constants = (trie.parent, trie.last, trie.children, trie.vocab_size, words, factor, hi)
+
+    def blank_frame(self, p_blank: float) -> None:
+        """A frame where only the blank survived pruning: every prefix keeps its mass, now ending in a blank."""
+        self.log_scale += math.log(p_blank)
+        if not self.collapsed:
+            self.pb = [b + nb for b, nb in zip(self.pb, self.pnb, strict=True)]
+            self.pnb = [0.0] * len(self.pb)
+            self.collapsed = True
+
+    def extend(self, p_blank: float, cands: list[tuple[int, float]], top_p: float) -> tuple[dict, dict]:
+        """Every prefix through one frame: ({node: mass ending in the blank}, {node: mass ending in a token})."""
+        parent, last, children, V, words, factor, hi = self._constants
+        nodes, beam_size, keep_ratio = self.nodes, self.size, self.keep_ratio
         # `bound` is a lower bound of this frame's best score: at first the best prefix followed by a blank
         # (without an LM, also by the top token, split in two when it repeats the prefix's last one), then the
         # largest contribution so far. Contributions below `cut`, beam_threshold below it, are never made.
-        bound = best_prev * (max(p_blank, 0.5 * top_p) if hi is None else p_blank)
+        bound = self.best * (max(p_blank, 0.5 * top_p) if hi is None else p_blank)
         cut = bound * keep_ratio
         new_b: dict[int, float] = {}
         new_nb: dict[int, float] = {}
         nb_get = new_nb.get
         # When more prefixes can come out of this frame than the beam holds, keep a min-heap of the beam_size
-        # largest masses of prefixes that are not in the beam: such a prefix gets exactly one contribution (from
-        # its parent), so its mass is final, and one that cannot beat the heap's smallest can never make the beam
-        # (ties go to the earlier entry, and the heap's entries came first). Exact, and it skips most of the work
-        # in flat frames with many candidates.
+        # largest masses of prefixes not in the beam: such a prefix gets exactly one contribution (from its
+        # parent), so its mass is final, and one that cannot beat the heap's smallest (kth) can never make the
+        # beam (ties go to the earlier entry, and the heap's came first). Exact; it skips most of a flat frame.
         heap: list[float] | None = [] if len(cands) > 1 and len(nodes) * len(cands) > beam_size else None
-        kth = 0.0
+        kth = 0.0 if heap is not None else -1.0  # without a heap nothing is skipped: every mass is > cut >= 0
         in_beam = set(nodes) if heap is not None else None
-        for node, b, nb in zip(nodes, pb, pnb):  # noqa: B905 (equal lengths; strict costs time here)
+        for node, b, nb in zip(nodes, self.pb, self.pnb):  # noqa: B905 (equal lengths; strict costs time)
             total = b + nb
             if p_blank:
                 mass = new_b[node] = total * p_blank  # only the prefix itself can end in this blank
                 if mass > bound:
                     bound, cut = mass, mass * keep_ratio
-            prev = last[node]
+            prev, base = last[node], node * V
             for tok, p in cands:
                 if tok == prev:
                     if nb:  # a repeat with no blank in between continues the same label...
@@ -442,44 +524,33 @@ def _search(
                 most = mass if hi is None else mass * hi[tok]  # the most it can be after the LM factor
                 if most <= cut:
                     continue
-                key = node * V + tok
-                child = children.get(key)
-                if heap is not None and most <= kth and child not in in_beam:
+                child = children.get(base + tok)
+                if most <= kth and child not in in_beam:
                     continue
-                if info is None:
-                    if child is None:
-                        child = children[key] = len(parent)
-                        parent.append(node)
-                        last.append(tok)
-                else:
-                    if child is None:
-                        delta, child_info = words.step(info[node], tok)
-                        f = math.exp(delta) if delta > _MIN_LOG_FACTOR else _MIN_FACTOR
-                        mass *= f
-                        if mass <= cut:
-                            continue  # e.g. a letter that leaves no LM word starting like this: not even created
-                        child = children[key] = len(parent)
-                        parent.append(node)
-                        last.append(tok)
-                        info.append(child_info)
-                        factor.append(f)
-                    else:
-                        mass *= factor[child]
-                        if mass <= cut:
-                            continue
+                if child is None:  # a new prefix: the only place where nodes are made
+                    if words is not None and not words.add(node, tok, mass, cut):
+                        continue  # e.g. a letter that leaves no LM word starting like this: not even made
+                    child = children[base + tok] = len(parent)
+                    parent.append(node)
+                    last.append(tok)
+                if factor is not None:
+                    mass *= factor[child]
+                    if mass <= cut:
+                        continue
                 if heap is not None and child not in in_beam:
                     if len(heap) < beam_size:
                         heapq.heappush(heap, mass)
-                        if len(heap) == beam_size:
-                            kth = heap[0]
                     else:
                         heapq.heappushpop(heap, mass)
+                    if len(heap) == beam_size:
                         kth = heap[0]
                 new_nb[child] = nb_get(child, 0.0) + mass
                 if mass > bound:
                     bound, cut = mass, mass * keep_ratio
+        return new_b, new_nb
 
-        # merge, then keep the beam_size best prefixes within beam_threshold of the best
+    def prune(self, new_b: dict[int, float], new_nb: dict[int, float]) -> None:
+        """Merge a frame's masses, keep the beam_size best prefixes within beam_threshold of the best, rescale."""
         if new_b:
             for node in new_b:
                 if node not in new_nb:
@@ -491,22 +562,22 @@ def _search(
         best = max(totals.values())
         if not best > 0.0:
             raise FloatingPointError("every prefix underflowed to probability 0; check the log_probs")
-        floor = best * keep_ratio
-        if len(totals) > beam_size:
+        floor = best * self.keep_ratio
+        if len(totals) > self.size:
             # ties keep the earlier entry (nlargest is stable): deterministic
-            kept = heapq.nlargest(beam_size, totals.items(), key=_second)
-            nodes = [node for node, t in kept if t >= floor and t > 0.0]
+            kept = heapq.nlargest(self.size, totals.items(), key=_SECOND)
+            nodes = [node for node, t in kept if t >= floor and t > 0.0]  # (<= beam_size,) the new beam
         else:
-            nodes = [node for node, t in totals.items() if t >= floor and t > 0.0]
-            if info is not None:  # best first: it raises `bound` early, so LM-penalised extensions are never made
-                nodes.sort(key=totals.__getitem__, reverse=True)
+            nodes = [node for node, t in totals.items() if t >= floor and t > 0.0]  # (<= beam_size,)
+            if self.trie.words is not None:  # best first: it raises `bound` early, so LM-penalised extensions
+                nodes.sort(key=totals.__getitem__, reverse=True)  # are never made
         rescale = best < _RESCALE_BELOW or best > 1.0 / _RESCALE_BELOW
         if rescale:
             inv = 1.0 / best
-            log_scale += math.log(best)
-            best_prev = 1.0
+            self.log_scale += math.log(best)
+            self.best = 1.0
         else:
-            best_prev = best
+            self.best = best
         if new_b:
             b_get = new_b.get
             pb = [b_get(node, 0.0) for node in nodes]
@@ -517,45 +588,56 @@ def _search(
         else:
             pb = [0.0] * len(nodes)
             pnb = [new_nb[node] * inv for node in nodes] if rescale else [new_nb[node] for node in nodes]
-        collapsed = False
+        self.nodes, self.pb, self.pnb = nodes, pb, pnb  # each (len(nodes),)
+        self.collapsed = False
 
-    # end of utterance: the last word and </s> for the LM, then rank
-    finals = []
-    for node, b, nb, tokens in zip(nodes, pb, pnb, _token_paths(nodes, parent, last), strict=True):
-        end = words.finish(info[node]) if words is not None else 0.0
-        total_lm = (info[node][3] if info is not None else 0.0) + end
-        finals.append((math.log(b + nb) + log_scale + end, tokens, total_lm))
-    finals.sort(key=lambda f: (-f[0], f[1]))
-    out, seen = [], set()
-    for score, tokens, total_lm in finals:
-        text = " ".join("".join(vocab[t] for t in tokens).replace(WORD_START, " ").split())
-        if "'" in text:  # the only character whose normalisation is more than collapsing spaces
-            text = normalize(text)
-        if text in seen:
-            continue
-        seen.add(text)
-        out.append(Hypothesis(text=text, score=score, tokens=tokens, am_score=score - total_lm, lm_score=total_lm))
-        if nbest is not None and len(out) >= nbest:
-            break
-    return out
-
-
-def _token_paths(nodes: list[int], parent: list[int], last: list[int]) -> list[tuple[int, ...]]:
-    """The token sequence of each trie node."""
-    paths = []
-    for node in nodes:
-        tokens = []
-        while node > 0:
-            tokens.append(last[node])
-            node = parent[node]
-        tokens.reverse()
-        paths.append(tuple(tokens))
-    return paths
+    def finalize(self, vocab: list[str], nbest: int | None) -> list[Hypothesis]:
+        """End of utterance: the last word and </s> for the LM, then one hypothesis per distinct text, ranked."""
+        finals = []
+        for node, b, nb in zip(self.nodes, self.pb, self.pnb, strict=True):
+            end, lm_score = self.trie.finish(node)
+            finals.append((math.log(b + nb) + self.log_scale + end, self.trie.tokens(node), lm_score))
+        finals.sort(key=lambda f: (-f[0], f[1]))
+        out, seen = [], set()
+        for score, tokens, lm_score in finals:
+            text = _text(tokens, vocab)
+            if text in seen:
+                continue
+            seen.add(text)
+            out.append(Hypothesis(text=text, score=score, tokens=tokens, am_score=score - lm_score, lm_score=lm_score))
+            if nbest is not None and len(out) >= nbest:
+                break
+        return out
 
 
-def _second(item: tuple) -> float:
-    return item[1]
+def _search(
+    frames: list[tuple[float, list[tuple[int, float]], float]],
+    vocab: list[str],
+    words: _WordTracker | None,
+    beam_size: int,
+    beam_threshold: float,
+    nbest: int | None,
+) -> list[Hypothesis]:
+    """The prefix beam search over `_candidates`' frames, best hypothesis first (see `beam_search`)."""
+    beam = _Beam(_PrefixTrie(len(vocab), words), beam_size, beam_threshold)
+    extend, prune, blank_frame = beam.extend, beam.prune, beam.blank_frame
+    for p_blank, cands, top_p in frames:
+        if cands:
+            new_b, new_nb = extend(p_blank, cands, top_p)
+            prune(new_b, new_nb)
+        else:
+            blank_frame(p_blank)
+    return beam.finalize(vocab, nbest)
+
+
+def _text(tokens: tuple[int, ...], vocab: list[str]) -> str:
+    """The normalised text of a labelling."""
+    text = " ".join("".join(vocab[t] for t in tokens).replace(WORD_START, " ").split())
+    if "'" in text:  # the only character whose normalisation is more than collapsing spaces
+        text = normalize(text)
+    return text
 
 
 def _neg_second(item: tuple) -> float:
+    """Minus the second element (a sort key)."""
     return -item[1]

@@ -13,13 +13,22 @@ pyctcdecode (and kenlm, which it needs for the LM) is installed for this benchma
 
     python benchmarks/decode.py                       # 100 utterances, well under a minute
     python benchmarks/decode.py --utterances 20 --no-pyctcdecode
+    python benchmarks/decode.py --utterances 40 --against-commit 00f3c98   # this asr/decode.py vs that commit's
 
 Times are CPU ms per utterance in one process on one core (torch.set_num_threads(1)); ratios are measured in
 the same run. WER is corpus-level (sum of word edits / reference words).
+
+`--against-commit REV` instead compares this checkout's beam search with asr/decode.py at git revision REV
+(read with `git show`) at beam 10 and 100, without and with the LM: it checks that both return the same
+hypotheses, then times both on every utterance in turn, `--reps` times (each decoder with its own copy of the
+LM, caches warmed), and prints ms/utt of each (the fastest run of every utterance) and their ratio.
 """
 
 import argparse
+import dataclasses
+import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,13 +38,14 @@ import editdistance
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from asr.decode import beam_search, greedy_decode  # noqa: E402
 from asr.lm import build_arpa, load_lm, read_sentences  # noqa: E402
 from asr.text import CharTokenizer  # noqa: E402
 
-BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "pride_and_prejudice.txt"
+BOOK = ROOT.parent / "shared" / "data" / "text" / "pride_and_prejudice.txt"
 FRAMES_PER_SECOND = 50
 
 
@@ -118,9 +128,12 @@ def main() -> None:
     parser.add_argument("--beams", default="10,50,100", help="beam sizes without LM")
     parser.add_argument("--lm_beam", type=int, default=100)
     parser.add_argument("--no-pyctcdecode", dest="pyctcdecode", action="store_false")
+    parser.add_argument("--against-commit", metavar="REV", help="compare with asr/decode.py at this git revision")
+    parser.add_argument("--reps", type=int, default=5, help="timed runs of each utterance with --against-commit")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    old_decoder = load_decoder_at(args.against_commit) if args.against_commit else None
 
     tokenizer = CharTokenizer()
     sentences = read_sentences(args.text)
@@ -146,6 +159,9 @@ def main() -> None:
             f"alpha {args.alpha}, beta {args.beta}; pruning as pyctcdecode's defaults for both decoders: tokens "
             "below log-prob -5 skipped, prefixes 10 nats behind the best dropped\n"
         )
+        if old_decoder is not None:
+            against_commit(args, old_decoder, tokenizer, utterances, lm, load_lm(arpa, backend="arpa"))
+            return
         rows = run_all(args, tokenizer, utterances, refs, lm, arpa)
 
     base = rows[0][1]
@@ -204,6 +220,55 @@ def run_all(args, tokenizer, utterances, refs, lm, arpa: Path) -> list[tuple[str
     fused = build_ctcdecoder(labels, kenlm_model_path=str(arpa), unigrams=unigrams, alpha=args.alpha, beta=args.beta)
     add(f"pyctcdecode beam {args.lm_beam} + LM", lambda lp: fused.decode(lp, beam_width=args.lm_beam))
     return rows
+
+
+def load_decoder_at(rev: str):
+    """asr/decode.py as it was at git revision `rev`, imported as a separate module."""
+    shown = subprocess.run(["git", "show", f"{rev}:asr/decode.py"], cwd=ROOT, capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise SystemExit(f"cannot read asr/decode.py at {rev!r} (git show: {shown.stderr.strip()})")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(shown.stdout)
+    try:
+        spec = importlib.util.spec_from_file_location(f"decode_at_{rev}", f.name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        os.unlink(f.name)
+    return module
+
+
+def against_commit(args, old, tokenizer, utterances, lm_old, lm_new) -> None:
+    """Old vs new beam search at beam 10 and 100, without and with the LM: identical hypotheses, then ms/utt of
+    each and the ratio. Every utterance is decoded by both in turn (alternating which goes first) `--reps`
+    times, so that changes in machine load hit both; its time is the fastest of those (noise only adds)."""
+    import asr.decode as new
+
+    print(f"asr/decode.py at {args.against_commit} (old) vs this checkout (new): CPU ms per utterance, each the")
+    print(f"fastest of {args.reps} runs, old and new interleaved utterance by utterance\n")
+    print(f"| {'beam':>4} | {'LM':<3} | {'old ms/utt':>10} | {'new ms/utt':>10} | {'new/old':>7} |")
+    print(f"|{'-' * 5}:|{'-' * 5}|{'-' * 11}:|{'-' * 11}:|{'-' * 8}:|")
+    for with_lm in (False, True):
+        for beam in (10, 100):
+            runs = []
+            for module, lm in ((old, lm_old), (new, lm_new)):  # each its own LM, so neither warms the other's caches
+                kw = {"beam_size": beam} | ({"lm": lm, "alpha": args.alpha, "beta": args.beta} if with_lm else {})
+                runs.append(lambda lp, module=module, kw=kw: module.beam_search(lp, tokenizer, **kw))
+            # an untimed pass of each checks the results and warms the LM caches
+            results = [[[dataclasses.astuple(h) for h in run(lp)] for lp, _ in utterances] for run in runs]
+            if results[0] != results[1]:
+                raise SystemExit(f"beam {beam}, LM {with_lm}: old and new hypotheses differ")
+            fastest = np.full((2, len(utterances)), np.inf)  # (old/new, utterance) seconds
+            for rep in range(args.reps):
+                for i, (lp, _) in enumerate(utterances):
+                    for k in (0, 1) if (i + rep) % 2 == 0 else (1, 0):
+                        t0 = time.process_time()
+                        runs[k](lp)
+                        fastest[k, i] = min(fastest[k, i], time.process_time() - t0)
+            old_ms, new_ms = 1000.0 * fastest.mean(axis=1)
+            lm_col = "yes" if with_lm else "no"
+            print(f"| {beam:>4} | {lm_col:<3} | {old_ms:10.2f} | {new_ms:10.2f} | {new_ms / old_ms:7.3f} |", flush=True)
+    print("\nhypotheses identical in every cell: text, tokens, score, am_score, lm_score of every n-best entry")
 
 
 if __name__ == "__main__":

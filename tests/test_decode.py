@@ -370,5 +370,27 @@ def test_decode_config_defaults_match_beam_search():
         pytest.skip("DecodeConfig has no beam search fields yet")
     for name in shared:
         assert fields[name] == params[name].default, name
-    options = beam_options(config.DecodeConfig())
-    assert "beam_size" in options and "lm" not in options
+
+
+def test_beam_options_pass_on_an_explicit_list_of_config_fields():
+    from asr import config
+
+    decode_config = config.DecodeConfig(beam_size=7, alpha=0.3, top_k=5, lm="lm.arpa", decode_workers=4)
+    assert beam_options(decode_config) == {
+        "beam_size": 7,
+        "alpha": 0.3,
+        "beta": decode_config.beta,
+        "unk_offset": decode_config.unk_offset,
+        "token_min_logp": decode_config.token_min_logp,
+        "top_k": 5,
+        "cutoff_prob": decode_config.cutoff_prob,
+        "beam_threshold": decode_config.beam_threshold,
+        "blank_skip": decode_config.blank_skip,
+    }
+    # the list, not beam_search's signature, decides: a config field named like a beam_search parameter (nbest,
+    # lm) is not passed on unless it is listed
+    options = {name: 1.0 for name in decode.BEAM_OPTIONS}
+    assert beam_options(SimpleNamespace(**options, nbest=3, lm="lm.arpa", decoder="beam")) == options
+    assert set(decode.BEAM_OPTIONS) < set(inspect.signature(beam_search).parameters)  # each is a keyword it takes
+    with pytest.raises(AttributeError, match="top_k"):
+        beam_options(SimpleNamespace(**{k: v for k, v in options.items() if k != "top_k"}))
