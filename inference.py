@@ -14,6 +14,9 @@ Files that cannot be read are listed with the reason, the others are still
 transcribed, and the exit code is 1 if any failed. With
 --grid_alphas it decodes the labelled utterances with every (alpha, beta) pair,
 prints a WER table and the best pair, and writes `<out>/grid.json`.
+
+A thin layer over asr.infer, the same code as `asr.load_model` + `asr.transcribe` (one recording), here
+run in batches over a folder or a LibriSpeech split.
 """
 
 import dataclasses
@@ -27,36 +30,36 @@ import torch
 from tqdm import tqdm
 
 from asr.audio import TorchaudioError
-from asr.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts
-from asr.decode import beam_options, decode_batch, decode_grid, greedy_decode
+from asr.decode import beam_options, decode_grid
+from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model
+from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
-from asr.model import pick_device
 from asr.text import CharTokenizer, tokenizer_from_state
-from asr.transcribe import eval_loader, transcribe
 
 TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can be decoded without the checkpoint
 
 
 def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, CharTokenizer]:
     """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer)."""
-    model, tokenizer = model_from_checkpoint(load_checkpoint(config.checkpoint))
+    model = load_model(config.checkpoint, config.device)
     print(f"checkpoint: {config.checkpoint}")
-    device = pick_device(config.device)
-    model.to(device)
-    utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report, config.download)
+    if config.dataset:  # a LibriSpeech split: fetch it here, if missing and allowed; load_dataset only reads
+        ensure_splits(config.dataset, config.librispeech_dir, config.download)
+    utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report)
     print(f"{len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min of audio")
-    loader = eval_loader(utterances, tokenizer, model.config.n_mels, config.batch_seconds)
+    loader = eval_loader(utterances, model.tokenizer, model.network.config.n_mels, config.batch_seconds)
     log_probs: dict[str, np.ndarray] = {}
     with tqdm(total=len(utterances), desc="acoustic model", unit="utt", disable=None) as bar:
-        for batch, lp, lengths in transcribe(model, loader, device):
+        for batch, lp, lengths in batch_log_probs(model.network, loader, model.device):
             report.failed.extend(batch["errors"])
             bar.update(len(batch["ids"]) + len(batch["errors"]))
             for i, utt_id in enumerate(batch["ids"]):
                 log_probs[utt_id] = lp[i, : lengths[i]].numpy()  # (T', V)
-    return log_probs, {u.id: u.text for u in utterances}, tokenizer
+    return log_probs, {u.id: u.text for u in utterances}, model.tokenizer
 
 
 def save_logits(folder: Path, log_probs: dict, references: dict, tokenizer: CharTokenizer) -> None:
@@ -85,20 +88,6 @@ def load_logits(folder: Path, report: DataReport) -> tuple[dict, dict, CharToken
             report.failed.append(f"{path}: cannot read saved log-probs ({e})")
     texts = read_transcripts(folder, report)
     return log_probs, {utt_id: texts.get(utt_id) for utt_id in log_probs}, tokenizer
-
-
-def decode(log_probs: dict, tokenizer: CharTokenizer, config: DecodeConfig, lm) -> dict[str, str]:
-    """{id: (T, V) log-probs} -> {id: text} with the configured decoder."""
-    ids = sorted(log_probs)
-    if config.decoder == "greedy":
-        return {
-            i: greedy_decode(torch.from_numpy(log_probs[i])[None], torch.tensor([len(log_probs[i])]), tokenizer)[0]
-            for i in ids
-        }
-    hyps = decode_batch(
-        [log_probs[i] for i in ids], tokenizer, workers=config.decode_workers, lm=lm, **beam_options(config)
-    )
-    return {i: h[0].text for i, h in zip(ids, hyps, strict=True)}
 
 
 def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceConfig, decode_config, lm) -> dict:
@@ -174,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         if report.summary():
             print(f"data report:\n{report.summary()}", file=sys.stderr)
         sys.exit(f"error: no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
-    predictions = decode(log_probs, tokenizer, decode_config, lm)
+    ids = sorted(log_probs)
+    predictions = dict(
+        zip(ids, decode_log_probs([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
+    )
     for utt_id, text in predictions.items():
         (out / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
     print(f"wrote {len(predictions)} transcripts to {out}/ ({decode_config.decoder})")

@@ -135,16 +135,15 @@ def librispeech_utterances(data_dir: str | Path, split: str, report: DataReport 
     return utterances
 
 
-def load_dataset(spec: str, data_dir: str | Path, report: DataReport, download: bool = False) -> list[Utterance]:
-    """Resolve a dataset spec (`name`, `path`, or `a+b+c`) to utterances sorted by id.
-
-    LibriSpeech splits missing under `data_dir` are downloaded first when `download` is True."""
-    ensure_splits(spec, data_dir, download)
+def load_dataset(spec: str, librispeech_dir: str | Path, report: DataReport) -> list[Utterance]:
+    """Resolve a dataset spec (`name`, `path`, or `a+b+c`) to utterances sorted by id. Reads the disk only:
+    LibriSpeech splits missing under `librispeech_dir` are an error (scripts call `ensure_splits` first)."""
+    ensure_splits(spec, librispeech_dir, download=False)  # a clear message naming the missing split, never a download
     utterances: dict[str, Utterance] = {}
     for part in spec.split("+"):
         for name in LIBRISPEECH_ALIASES.get(part, (part,)):
             if name in LIBRISPEECH_SPLITS:
-                found = librispeech_utterances(data_dir, name, report)
+                found = librispeech_utterances(librispeech_dir, name, report)
             elif Path(name).is_dir():
                 found = custom_dir_utterances(name, report)
             else:

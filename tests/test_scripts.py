@@ -151,3 +151,23 @@ def test_inference_on_a_folder_without_audio_fails(tmp_path, checkpoint):
     (tmp_path / "empty" / "audio").mkdir(parents=True)
     with pytest.raises(SystemExit, match=r"no audio could be transcribed in .*empty"):
         inference.main(["--data_dir", str(tmp_path / "empty"), "--checkpoint", str(checkpoint), "--out", str(tmp_path)])
+
+
+def test_inference_on_a_librispeech_split(tmp_path, checkpoint, librispeech_fixtures, capsys):
+    """--dataset: a missing split is fetched only when allowed (--no_download refuses), then read from disk."""
+    args = ["--dataset", "test-clean", "--librispeech_dir", str(tmp_path), "--checkpoint", str(checkpoint)]
+    with pytest.raises(FileNotFoundError, match=r"LibriSpeech test-clean is not at .*drop --no_download"):
+        inference.main([*args, "--no_download", "--out", str(tmp_path / "preds")])
+    chapter = tmp_path / "LibriSpeech" / "test-clean" / "1034" / "121119"  # unpacked by hand: used as it is
+    chapter.mkdir(parents=True)
+    lines = []
+    for path in sorted((librispeech_fixtures / "audio").glob("1034-121119-*.flac")):
+        shutil.copy(path, chapter)
+        text = (librispeech_fixtures / "transcriptions" / f"{path.stem}.txt").read_text().strip()
+        lines.append(f"{path.stem} {text.upper()}\n")
+    (chapter / "1034-121119.trans.txt").write_text("".join(lines))
+    assert inference.main([*args, "--out", str(tmp_path / "preds")]) == 0
+    assert sorted(p.stem for p in (tmp_path / "preds").glob("*.txt")) == ["1034-121119-0022", "1034-121119-0046"]
+    assert "LibriSpeech test-clean: using" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "preds" / "metrics.json").read_text())
+    assert metrics["utterances"] == 2 and metrics["data"] == "test-clean"

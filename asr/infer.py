@@ -1,0 +1,164 @@
+"""Inference: a checkpoint and audio in, log-probabilities and text out.
+
+The front door for Python users is `load_model` and `transcribe` (re-exported by `asr`); inference.py and
+training-time evaluation use the batched pieces underneath: `eval_loader` builds batches with the same
+duration bucketing as training (shortest first, no shuffling, so padding stays small and results do not
+depend on the order of the input list), `batch_log_probs` runs the network over them, and `decode_log_probs`
+turns log-probabilities into text with the decoder a `DecodeConfig` names. `transcribe` is the same path for
+one recording, so it gives the text inference.py writes for that file.
+"""
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.audio import LogMel, load_audio
+from asr.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+from asr.config import DecodeConfig
+from asr.data import BucketBatchSampler, SpeechDataset, Utterance, collate
+from asr.decode import beam_options, decode_batch, greedy_decode
+from asr.lm import NGramLM, load_lm
+from asr.model import DeepSpeech2, pick_device
+from asr.text import CharTokenizer
+
+DECODERS = tuple(next(f for f in dataclasses.fields(DecodeConfig) if f.name == "decoder").metadata["choices"])
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity, like the network it holds
+class Recognizer:
+    """What `load_model` returns: the network (eval mode, on `device`), its tokenizer, and where it came from."""
+
+    network: DeepSpeech2
+    tokenizer: CharTokenizer
+    device: torch.device
+    checkpoint: Path
+
+
+def load_model(path: str | Path | None = None, device: str = "auto") -> Recognizer:
+    """Load a checkpoint written by train.py or fetched by download_weights.py (read with weights_only=True).
+
+    path: the checkpoint; None takes the newest runs/*/best.pt, else the newest weights/*.pt.
+    device: "cuda", "mps", "cpu", or "auto" (the first of those that is available).
+    """
+    path = find_checkpoint() if path is None else Path(path)
+    network, tokenizer = model_from_checkpoint(load_checkpoint(path))
+    torch_device = pick_device(device)
+    return Recognizer(network.to(torch_device), tokenizer, torch_device, path)
+
+
+def transcribe(
+    model: Recognizer,
+    audio: str | Path | np.ndarray,
+    decoder: str = DecodeConfig.decoder,
+    beam_size: int = DecodeConfig.beam_size,
+    lm: str | Path | NGramLM | None = None,
+    alpha: float = DecodeConfig.alpha,
+    beta: float = DecodeConfig.beta,
+) -> str:
+    """One recording -> normalised text (lowercase words, single spaces).
+
+    audio: a file soundfile reads (wav, flac, mp3, ogg; any rate and channel count), or 16 kHz mono float32
+    samples of shape (samples,) such as `asr.load_audio` returns.
+    decoder: "greedy" (best path), "beam" (prefix beam search keeping `beam_size` prefixes) or "beam_lm" (beam
+    search fused with the word n-gram LM `lm`: score = log p_ctc + alpha * log p_lm + beta * words).
+    lm: an ARPA file or KenLM binary, or a model from `asr.load_lm`; pass a loaded one when transcribing many
+    recordings, since a path is read again on every call.
+    """
+    config = DecodeConfig(decoder=decoder, beam_size=beam_size, alpha=alpha, beta=beta)
+    _check_decoder(config.decoder, lm)
+    if isinstance(lm, (str, Path)):
+        lm = load_lm(lm)
+    elif lm is not None and not isinstance(lm, NGramLM):
+        raise TypeError(f"lm must be a path to an ARPA/KenLM file or a model from asr.load_lm, got {type(lm).__name__}")
+    return decode_log_probs([_log_probs(model, _samples(audio))], model.tokenizer, config, lm)[0]
+
+
+def decode_log_probs(
+    log_probs: Sequence[np.ndarray], tokenizer: CharTokenizer, config: DecodeConfig, lm: NGramLM | None = None
+) -> list[str]:
+    """(T_i, V) log-probabilities of each utterance -> its text, with `config.decoder` (`lm` only for beam_lm)."""
+    _check_decoder(config.decoder, lm)
+    if config.decoder == "greedy":
+        return [greedy_decode(torch.from_numpy(lp)[None], torch.tensor([len(lp)]), tokenizer)[0] for lp in log_probs]
+    hyps = decode_batch(log_probs, tokenizer, workers=config.decode_workers, lm=lm, **beam_options(config))
+    return [h[0].text for h in hyps]
+
+
+def eval_loader(
+    utterances: list[Utterance], tokenizer: CharTokenizer, n_mels: int, batch_seconds: float, num_workers: int = 0
+) -> torch.utils.data.DataLoader:
+    """Deterministic, unaugmented batches of `utterances`, shortest first."""
+    dataset = SpeechDataset(utterances, tokenizer, n_mels)
+    sampler = BucketBatchSampler([u.duration for u in utterances], batch_seconds, sortagrad=True)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """fp16 autocast on CUDA when enabled (as in training); a no-op elsewhere."""
+    return torch.autocast("cuda", dtype=torch.float16, enabled=enabled and device.type == "cuda")
+
+
+@torch.inference_mode()
+def batch_log_probs(
+    model: DeepSpeech2, loader: torch.utils.data.DataLoader, device: torch.device, amp: bool = False
+) -> Iterator[tuple[dict, torch.Tensor, torch.Tensor]]:
+    """Yield (batch, log_probs (B, T', V) on CPU, output lengths (B,)); batches whose items all failed
+    to load are yielded with log_probs None so the caller can report their errors."""
+    model.eval()
+    for batch in loader:
+        if batch["features"] is None:
+            yield batch, None, None
+            continue
+        with autocast(device, amp):
+            log_probs, lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
+        yield batch, log_probs.float().cpu(), lengths.cpu()
+
+
+def _check_decoder(decoder: str, lm: object) -> None:
+    """A known decoder name, and an LM exactly when the decoder is beam_lm."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
+    if decoder == "beam_lm" and lm is None:
+        raise ValueError(
+            "decoder='beam_lm' needs lm: an ARPA file (build one: python -m asr.lm build) or asr.load_lm(...)"
+        )
+    if decoder != "beam_lm" and lm is not None:
+        raise ValueError(f"lm is only used by decoder='beam_lm', not {decoder!r}: pass decoder='beam_lm' or drop lm")
+
+
+def _samples(audio: str | Path | np.ndarray) -> np.ndarray:
+    """A file's samples, or a checked array: 16 kHz mono float32, shape (samples,)."""
+    if isinstance(audio, (str, Path)):
+        if not Path(audio).is_file():
+            raise FileNotFoundError(f"{audio} does not exist: pass an audio file (wav, flac, mp3, ogg) or samples")
+        return load_audio(audio)
+    if not isinstance(audio, np.ndarray):
+        raise TypeError(
+            f"audio must be a file path or a numpy array of 16 kHz mono samples, got {type(audio).__name__}"
+        )
+    if audio.ndim != 1:
+        raise ValueError(
+            f"audio samples must be mono, shape (samples,); got shape {audio.shape}. Average the channels "
+            "(audio.mean(axis=1) for (samples, channels)) or pass the file path"
+        )
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(
+            f"audio samples must be floats in [-1, 1], got {audio.dtype}: divide 16-bit PCM by 32768, "
+            "or pass the file path"
+        )
+    if audio.size == 0 or not np.isfinite(audio).all():
+        raise ValueError("audio samples must be a non-empty array of finite values")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+@torch.inference_mode()
+def _log_probs(model: Recognizer, samples: np.ndarray) -> np.ndarray:
+    """(samples,) 16 kHz audio -> (T', V) log-probabilities, computed as `batch_log_probs` computes a batch of one."""
+    model.network.eval()
+    features = LogMel(model.network.config.n_mels)(torch.from_numpy(samples))  # (T, n_mels)
+    log_probs, lengths = model.network(features[None].to(model.device), torch.tensor([len(features)]))  # (1, T', V)
+    return log_probs[0, : lengths[0]].float().cpu().numpy()
