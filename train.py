@@ -1,10 +1,11 @@
 """Train DeepSpeech2 with CTC.
 
     python train.py                                   # the bundled example set, CPU-friendly
-    python train.py --dataset train-clean-100 --model base --epochs 50
+    python train.py --dataset train-clean-360 --epochs 50    # the LibriSpeech recipe (asr/config.py RECIPES)
     python train.py --resume runs/<name>/last.pt      # continue exactly where it stopped
 
-Everything the run does is in `main()` below, top to bottom.
+`main()` below is the whole run, top to bottom; each step it calls is a function
+in this file that fits on a screen.
 """
 
 import dataclasses
@@ -14,43 +15,109 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from asr.audio import SAMPLE_RATE, TorchaudioError, load_audio, torchaudio
-from asr.augment import Augmenter, preview, preview_spec
+from asr.audio import TorchaudioError, torchaudio
+from asr.augment import Augmenter
 from asr.checkpoint import load_checkpoint, model_state, rng_states, save_checkpoint, set_rng_states
-from asr.config import AUGMENT_PRESETS, DEVICE_BATCH_SECONDS, MODEL_PRESETS, RECIPES, TrainConfig, parser_for
+from asr.config import (
+    AUGMENT_PRESETS,
+    DEVICE_BATCH_SECONDS,
+    FIXED_ON_RESUME,
+    MODEL_PRESETS,
+    RECIPES,
+    AugmentConfig,
+    ModelConfig,
+    Settings,
+    TrainConfig,
+    given_flags,
+    parser_for,
+)
 from asr.data import (
     BucketBatchSampler,
     DataReport,
     SpeechDataset,
+    Utterance,
     collate,
     filter_for_training,
     load_dataset,
     uses_librispeech,
 )
 from asr.decode import decode_batch, greedy_decode
-from asr.logger import make_writer, predictions_table, spectrogram_image
+from asr.infer import autocast, batch_log_probs, eval_loader
+from asr.librispeech import ensure_splits
+from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
 from asr.text import CharTokenizer
-from asr.transcribe import eval_loader, transcribe
-
-ARCHITECTURE_FLAGS = ("model", "rnn_type", "rnn_layers", "rnn_hidden")
-LOGGED_UTTERANCES = 3  # spectrograms, audio and predictions shown in TensorBoard at each eval
 
 
-def lr_factor(step: int, total: int, warmup: float) -> float:
-    """One-cycle shape: linear warmup from 1/25 of the peak, then cosine decay to 1/100 of it."""
-    warm = max(1, round(warmup * total))
-    if step < warm:
-        return 1 / 25 + (1 - 1 / 25) * step / warm
-    progress = min(1.0, (step - warm) / max(1, total - warm))
-    return 1 / 100 + (1 - 1 / 100) * 0.5 * (1 + math.cos(math.pi * progress))
+def main(argv: list[str] | None = None) -> dict:
+    settings, resumed = resolve_config(argv)
+    torchaudio()  # a torchaudio that cannot load fails here, in one line, before anything is written
+    config = settings.train
+    run_dir = run_folder(config)
+    print(json.dumps(settings.as_dict(), indent=2))
+    print(f"recipe: {recipe_name(config.dataset)} (defaults in asr/config.py RECIPES; any flag overrides them)")
+
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    # fp16 with loss scaling rather than bf16: cuDNN runs GRU/LSTM in bf16 only from cuDNN 9.13
+    # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts.
+    amp = config.amp and device.type == "cuda"
+    tokenizer = CharTokenizer()
+    model = DeepSpeech2(settings.model).to(device)
+    print(f"model {config.model}: {count_parameters(model) / 1e6:.2f}M parameters, {settings.model}, device {device}")
+
+    # Unusable files and filtered utterances are counted and printed, never dropped silently; bad data
+    # stops the run here, before its folder exists.
+    data = build_data(settings, tokenizer, model)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(settings.as_dict(), indent=2) + "\n")
+
+    optim = build_optimizer(config, model, data.steps_per_epoch)
+    state = TrainState()
+    if resumed is not None:
+        restore(resumed, model, optim, state, config)
+    log = TrainLog(run_dir / "tensorboard", config.tensorboard, purge_step=state.step or None)
+    log.config(settings.as_dict(), state.step)
+    if data.dataset.augmenter is not None and state.step == 0:
+        log.augmentations(data.train, settings.augment, config.seed, data.dataset.featurize)
+
+    def save(name: str) -> None:
+        save_checkpoint(run_dir / name, checkpoint_dict(model, tokenizer, optim, state, settings))
+
+    stopped = False
+    while state.epoch < config.epochs and not stopped:
+        # One pass over the training set; returns early when --max_steps is reached.
+        stopped = train_epoch(model, optim, data, state, config, device, amp, log, save)
+        if not stopped:
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        # Evaluate on schedule, and always when cut short (the last evaluation did not see the final weights).
+        if stopped or state.epoch % config.eval_every == 0 or state.epoch == config.epochs:
+            result = evaluate(model, data.eval, tokenizer, config, device, amp, data.eval_loader)
+            log.eval(result, state.step, data.eval, data.dataset.featurize)
+            tqdm.write(f"eval at step {state.step} (epoch {state.epoch}): {result.summary()}")
+            state.load_errors += [e for e in result.errors if e not in state.load_errors]
+            if state.record(result.scores.wer):
+                save("best.pt")
+        save("last.pt")  # after the evaluation, so that it carries the best WER so far
+
+    log.close()
+    print(f"done: {state.step} steps, {state.skipped_steps} skipped; best eval WER {100 * state.best_wer:.2f}%; "
+          f"checkpoints in {run_dir}")  # fmt: skip
+    if state.load_errors:
+        print(f"{len(state.load_errors)} files could not be read:\n" + "\n".join(f"  {e}" for e in state.load_errors))
+    return {"run_dir": run_dir, "losses": state.losses, "best_wer": state.best_wer, "step": state.step,
+            "skipped_steps": state.skipped_steps}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- configuration
 
 
 def recipe_name(dataset: str) -> str:
@@ -58,26 +125,35 @@ def recipe_name(dataset: str) -> str:
     return "librispeech" if uses_librispeech(dataset) else "folder"
 
 
-def resolve_config(argv: list[str] | None) -> tuple[TrainConfig, dict | None]:
-    """Flags -> TrainConfig. A new run starts from its dataset's recipe (RECIPES) and the flags given override
-    it. With --resume, the saved config is the base instead (--max_steps is never inherited) and architecture
-    flags must agree with the checkpoint. Values a recipe leaves to the machine are then sized for it."""
-    parser_for(TrainConfig, description=__doc__).parse_args(argv)  # --help, and errors for bad values
-    given = vars(parser_for(TrainConfig, defaults=False).parse_args(argv))
-    if "resume" not in given:
-        recipe = RECIPES[recipe_name(given.get("dataset", TrainConfig.dataset))]
-        return size_for_machine(TrainConfig(**(recipe | given))), None
-    state = load_checkpoint(given["resume"])
+def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
+    """Flags -> Settings. A new run starts from its dataset's recipe (RECIPES), then the --model and --augment
+    presets, then single ModelConfig/AugmentConfig flags. With --resume the run's saved settings are the base
+    (--max_steps is never inherited); flags that would change its batches or architecture are refused, all
+    others take effect. Values a recipe leaves to the machine are then sized for it."""
+    parser_for(TrainConfig, description=__doc__, overrides=(ModelConfig, AugmentConfig)).parse_args(argv)  # --help
+    given = given_flags(argv, TrainConfig, ModelConfig, AugmentConfig)
+    train, arch, aug = given["TrainConfig"], given["ModelConfig"], given["AugmentConfig"]
+    if "resume" not in train:
+        config = TrainConfig(**(RECIPES[recipe_name(train.get("dataset", TrainConfig.dataset))] | train))
+        model = dataclasses.replace(MODEL_PRESETS[config.model], vocab_size=len(CharTokenizer()), **arch)
+        augment = dataclasses.replace(AUGMENT_PRESETS[config.augment], **aug)
+        return Settings(size_for_machine(config), model, augment), None
+    state = load_checkpoint(train["resume"])
     if "train_config" not in state:
-        raise ValueError(f"{given['resume']} holds no training state (it is an inference-only checkpoint)")
+        raise ValueError(f"{train['resume']} holds no training state (it is an inference-only checkpoint)")
     saved = dataclasses.replace(TrainConfig(**state["train_config"]), max_steps=None)
-    for name in ARCHITECTURE_FLAGS:
-        if name in given and given[name] != getattr(saved, name):
-            raise ValueError(
-                f"--{name} {given[name]} differs from the checkpoint's {getattr(saved, name)}; "
-                "a resumed run keeps its architecture (start a new run with --run_name to change it)"
-            )
-    return size_for_machine(dataclasses.replace(saved, **given)), state
+    model = ModelConfig(**state["model_config"])
+    fixed = [(f"--{k}", v, getattr(saved, k)) for k, v in train.items() if k in FIXED_ON_RESUME]
+    fixed += [(f"--{k}", v, getattr(model, k)) for k, v in arch.items()]
+    changed = [f"{flag} {value} (the run's is {old})" for flag, value, old in fixed if value != old]
+    if changed:
+        raise ValueError(
+            f"a resumed run keeps its data, batches, seed and architecture: {', '.join(changed)}. "
+            "Start a new run with --run_name NAME to change them"
+        )
+    config = dataclasses.replace(saved, **train)
+    base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
+    return Settings(size_for_machine(config), model, dataclasses.replace(base, **aug)), state
 
 
 def size_for_machine(config: TrainConfig) -> TrainConfig:
@@ -95,50 +171,60 @@ def size_for_machine(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    config, resume_state = resolve_config(argv)
-    torchaudio()  # a torchaudio that cannot load fails here, in one line, before anything is written
-
-    # ---- run folder and config -------------------------------------------------------------
-    run_name = config.run_name or Path(config.dataset.split("+")[0].rstrip("/")).name
-    run_dir = Path(config.runs_dir) / run_name
+def run_folder(config: TrainConfig) -> Path:
+    """runs/<run_name>; a new run refuses to write into a folder that already holds one."""
+    run_dir = Path(config.runs_dir) / (config.run_name or Path(config.dataset.split("+")[0].rstrip("/")).name)
     if config.resume is None and (run_dir / "last.pt").exists():
         sys.exit(
             f"{run_dir} already holds a run. Continue it with --resume {run_dir / 'last.pt'}, "
             "or start another with --run_name NAME"
         )
-    config = dataclasses.replace(config, run_name=run_name)
-    print(json.dumps(dataclasses.asdict(config), indent=2))
-    print(f"recipe: {recipe_name(config.dataset)} (defaults in asr/config.py RECIPES; any flag overrides them)")
+    return run_dir
 
-    # ---- reproducibility and device -----------------------------------------------------------
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    device = pick_device(config.device)
-    # fp16 with loss scaling rather than bf16: cuDNN runs GRU/LSTM in bf16 only from cuDNN 9.13
-    # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts.
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # input shapes repeat thanks to duration bucketing
 
-    # ---- model -------------------------------------------------------------------------------
-    tokenizer = CharTokenizer()
-    overrides = {k: getattr(config, k) for k in ("rnn_type", "rnn_layers", "rnn_hidden") if getattr(config, k)}
-    model_config = dataclasses.replace(MODEL_PRESETS[config.model], vocab_size=len(tokenizer), **overrides)
-    model = DeepSpeech2(model_config).to(device)
-    print(f"model {config.model}: {count_parameters(model) / 1e6:.2f}M parameters, {model_config}, device {device}")
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
-    # ---- data --------------------------------------------------------------------------------
-    # Unusable files and filtered utterances are counted in `report` and printed, never dropped silently.
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrainData:
+    """Training and evaluation utterances with their loaders."""
+
+    train: list[Utterance]
+    eval: list[Utterance]
+    dataset: SpeechDataset
+    sampler: BucketBatchSampler
+    loader: torch.utils.data.DataLoader
+    eval_loader: torch.utils.data.DataLoader
+    steps_per_epoch: int
+
+    def batches(self, state: "TrainState") -> torch.utils.data.DataLoader:
+        """This epoch's batches, after the ones already consumed (a resumed run continues mid-epoch)."""
+        self.sampler.set_epoch(state.epoch, start=state.batch_in_epoch)
+        self.dataset.epoch = state.epoch  # seeds this epoch's augmentations (workers copy the dataset per epoch)
+        return self.loader
+
+    def batches_in_epoch(self, epoch: int) -> int:
+        return len(self.sampler.batches(epoch))
+
+
+def build_data(settings: Settings, tokenizer: CharTokenizer, model: DeepSpeech2) -> TrainData:
+    """Download what is missing, read both sets, filter, report; exits when nothing usable is left."""
+    config = settings.train
     report = DataReport()
-    train_utts = load_dataset(config.dataset, config.data_dir, report, config.download)
-    train_utts = filter_for_training(
-        train_utts, tokenizer, lambda n: int(model.output_lengths(torch.tensor(n))), config.max_duration, report
-    )
     eval_spec = config.eval_dataset or ("dev-clean" if uses_librispeech(config.dataset) else config.dataset)
-    eval_utts = [u for u in load_dataset(eval_spec, config.data_dir, report, config.download) if u.text is not None]
+    for spec in (config.dataset, eval_spec):
+        ensure_splits(spec, config.librispeech_dir, config.download)  # the only place a run downloads
+    train_utts = filter_for_training(
+        load_dataset(config.dataset, config.librispeech_dir, report), tokenizer,
+        lambda n: int(model.output_lengths(torch.tensor(n))), config.max_duration, report,
+    )  # fmt: skip
+    eval_utts = [u for u in load_dataset(eval_spec, config.librispeech_dir, report) if u.text is not None]
     eval_utts = eval_utts[: config.eval_utterances]
     print(
         f"train: {len(train_utts)} utterances, {sum(u.duration for u in train_utts) / 3600:.2f} h; "
@@ -148,214 +234,244 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"data report:\n{report.summary()}")
     if not train_utts:
         sys.exit(f"no usable training utterances in {config.dataset}")
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run with bad data leaves no folder behind
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-
+    if not sum(len(u.text.split()) for u in eval_utts):  # a WER over no words would read 0.00 % and freeze best.pt
+        sys.exit(f"no evaluation utterances with a transcript in {eval_spec} (--eval_utterances "
+                 f"{config.eval_utterances}); give --eval_dataset a set with transcriptions/")  # fmt: skip
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
-    augmenter = Augmenter(AUGMENT_PRESETS[config.augment]) if config.augment != "none" else None
-    dataset = SpeechDataset(train_utts, tokenizer, model_config.n_mels, augmenter=augmenter, seed=config.seed)
+    augmenter = Augmenter(settings.augment) if config.augment != "none" else None
+    dataset = SpeechDataset(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
     sampler = BucketBatchSampler([u.duration for u in train_utts], config.batch_seconds, seed=config.seed)
+    pin = next(model.parameters()).is_cuda
     loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers, pin_memory=pin
     )
-    val_loader = eval_loader(eval_utts, tokenizer, model_config.n_mels, config.batch_seconds, config.num_workers)
-
-    # ---- optimisation ------------------------------------------------------------------------
+    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers)
     # The schedule length comes from the epoch count only (not --max_steps), so a run cut short
     # and resumed follows the same learning-rate curve as an uninterrupted one.
-    steps_per_epoch = math.ceil(len(sampler.batches(1)) / config.grad_accum)
-    total_steps = config.epochs * steps_per_epoch
+    steps = math.ceil(len(sampler.batches(1)) / config.grad_accum)
+    return TrainData(train_utts, eval_utts, dataset, sampler, loader, val, steps)
+
+
+# ---------------------------------------------------------------------------------------------- optimisation
+
+
+@dataclass
+class Optimization:
+    """AdamW, its learning-rate schedule, and the fp16 loss scaler (a no-op off CUDA)."""
+
+    optimizer: torch.optim.AdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """One-cycle shape: linear warmup from 1/25 of the peak, then cosine decay to 1/100 of it."""
+    warm = max(1, round(warmup * total))
+    if step < warm:
+        return 1 / 25 + (1 - 1 / 25) * step / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return 1 / 100 + (1 - 1 / 100) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(config: TrainConfig, model: DeepSpeech2, steps_per_epoch: int) -> Optimization:
+    total = config.epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, config.warmup))
-    ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank, reduction="sum", zero_infinity=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, config.warmup))
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and next(model.parameters()).is_cuda)
+    return Optimization(optimizer, scheduler, scaler)
 
-    step, epoch, batch_in_epoch, skipped_steps, best_wer = 0, 0, 0, 0, math.inf
-    load_errors: list[str] = []
-    if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        scaler.load_state_dict(resume_state["scaler"])
-        t = resume_state["training"]
-        step, epoch, batch_in_epoch = t["step"], t["epoch"], t["batch_in_epoch"]
-        skipped_steps, best_wer = t["skipped_steps"], t["best_wer"]
-        set_rng_states(t["rng"])
-        print(f"resumed from {config.resume}: epoch {epoch}, batch {batch_in_epoch}, step {step}")
 
-    writer = make_writer(run_dir / "tensorboard", config.tensorboard)
-    writer.add_text("config", "```\n" + json.dumps(dataclasses.asdict(config), indent=2) + "\n```", step)
-    if augmenter is not None and step == 0:
-        # Before/after panels: each augmentation alone on a few fixed training utterances, audio and spectrogram.
-        for utt in train_utts[:LOGGED_UTTERANCES]:
-            for name, audio in preview(load_audio(utt.audio_path), augmenter.config, config.seed):
-                features = dataset.featurize(torch.from_numpy(audio))
-                writer.add_audio(f"augment/{utt.id}/{name}", torch.from_numpy(audio)[None], 0, SAMPLE_RATE)
-                writer.add_image(f"augment/{utt.id}/{name}", spectrogram_image(features), 0)
-                if name == "original":
-                    masked = preview_spec(features, augmenter.config, config.seed)
-                    writer.add_image(f"augment/{utt.id}/specaugment", spectrogram_image(masked), 0)
+def ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Summed CTC loss of a batch in fp32; log_probs (B, T', V) on the model's device."""
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    device = log_probs.device
+    return ctc(log_probs.transpose(0, 1).float(), batch["targets"].to(device), out_lengths,
+               batch["target_lengths"].to(device))  # fmt: skip
 
-    def save(name: str) -> None:
-        state = model_state(model, tokenizer) | {
-            "train_config": dataclasses.asdict(config),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "training": {
-                "step": step,
-                "epoch": epoch,
-                "batch_in_epoch": batch_in_epoch,
-                "skipped_steps": skipped_steps,
-                "best_wer": best_wer,
-                "rng": rng_states(),
-            },
-        }
-        save_checkpoint(run_dir / name, state)
 
-    beam_ids = {u.id for u in sorted(eval_utts, key=lambda u: u.id)[: config.eval_beam_utterances]}
+def forward_backward(model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool) -> float:
+    """Forward, CTC (mean per utterance) and backward of one batch, adding to the gradients already there.
+    Returns the loss; a non-finite loss returns nan and leaves the gradients untouched."""
+    features = batch["features"].to(device, non_blocking=True)  # (B, T, n_mels)
+    with autocast(device, amp):
+        log_probs, out_lengths = model(features, batch["feature_lengths"].to(device))  # (B, T', V), (B,)
+    loss = ctc_loss(log_probs, out_lengths, batch) / len(batch["ids"])
+    if not torch.isfinite(loss):
+        return math.nan  # a NaN/inf loss would poison the weights (and the window's good gradients)
+    optim.scaler.scale(loss).backward()
+    return loss.item()
 
-    def evaluate() -> float:
-        """Greedy WER on the eval set (+ beam WER on a subset); logs losses, rates, spectrograms, audio, a table."""
-        total_loss, pairs, greedy, beam_inputs = 0.0, [], {}, {}
-        texts = {u.id: u.text for u in eval_utts}
-        for batch, log_probs, out_lens in transcribe(model, val_loader, device, use_amp):
-            load_errors.extend(batch["errors"])
-            if log_probs is None:
-                continue
-            loss = ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_lens, batch["target_lengths"])
-            total_loss += loss.item()
-            for i, (utt_id, hyp) in enumerate(
-                zip(batch["ids"], greedy_decode(log_probs, out_lens, tokenizer), strict=True)
-            ):
-                pairs.append((texts[utt_id], hyp))
-                greedy[utt_id] = hyp
-                if utt_id in beam_ids and config.eval_beam_size > 0:
-                    beam_inputs[utt_id] = log_probs[i, : out_lens[i]]  # (T', V)
-        model.train()
-        scores = score(pairs)
-        writer.add_scalar("val/loss", total_loss / max(1, len(pairs)), step)
-        writer.add_scalar("val/wer", scores.wer, step)
-        writer.add_scalar("val/cer", scores.cer, step)
-        writer.add_scalar("val/wer_utt_mean", scores.wer_utt_mean, step)
-        shown = sorted(greedy)[:LOGGED_UTTERANCES]
-        beam = {}
-        if beam_inputs:
-            ids = sorted(beam_inputs)
-            hyps = decode_batch([beam_inputs[i] for i in ids], tokenizer, beam_size=config.eval_beam_size)
-            beam = {i: h[0].text for i, h in zip(ids, hyps, strict=True)}
-            beam_scores = score([(texts[i], beam[i]) for i in ids])
-            writer.add_scalar("val/wer_beam", beam_scores.wer, step)
-            writer.add_scalar("val/wer_greedy_same_subset", score([(texts[i], greedy[i]) for i in ids]).wer, step)
-        rows = [(i, texts[i], greedy[i]) for i in shown]
-        writer.add_text("val/predictions", predictions_table(rows, {"beam": [beam.get(i, "") for i in shown]}), step)
-        for utt in eval_utts[:LOGGED_UTTERANCES]:
-            audio = torch.from_numpy(load_audio(utt.audio_path))
-            writer.add_audio(f"val_audio/{utt.id}", audio[None], step, SAMPLE_RATE)
-            writer.add_image(f"val_spectrogram/{utt.id}", spectrogram_image(dataset.featurize(audio)), step)
-        beam_note = f"; beam {config.eval_beam_size} WER {100 * beam_scores.wer:.2f}% on {len(beam)}" if beam else ""
-        tqdm.write(
-            f"eval at step {step} (epoch {epoch}): loss {total_loss / max(1, len(pairs)):.3f}  {scores}{beam_note}"
-        )
-        return scores.wer
 
-    # ---- the training loop ---------------------------------------------------------------------
-    history: list[float] = []  # per-step training loss (the resume test compares these)
+def apply_gradients(model: DeepSpeech2, optim: Optimization, batches: int, grad_clip: float) -> float:
+    """One optimizer update from the gradients of `batches` accumulated batches (their mean), clipped.
+    Returns the gradient norm before clipping; non-finite (fp16 overflow): no update."""
+    optim.scaler.unscale_(optim.optimizer)  # so the clipping threshold applies to true gradients
+    if batches > 1:
+        for p in model.parameters():
+            if p.grad is not None:
+                p.grad.div_(batches)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
+    if math.isfinite(grad_norm):
+        optim.scaler.step(optim.optimizer)
+    optim.scaler.update()  # with fp16, an overflow also lowers the loss scale
+    optim.optimizer.zero_grad(set_to_none=True)
+    optim.scheduler.step()
+    return grad_norm
+
+
+def train_step(model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool) -> float:
+    """forward_backward + apply_gradients on one batch (benchmarks/speed.py times this)."""
+    loss = forward_backward(model, optim, batch, device, amp)
+    apply_gradients(model, optim, 1, grad_clip=math.inf)
+    return loss
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainState:
+    """Where a run is; `state_dict()` goes into every checkpoint so --resume continues exactly."""
+
+    step: int = 0  # optimizer updates so far
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed (the sampler resumes after them)
+    skipped_steps: int = 0  # non-finite losses or gradients, whose updates were dropped
+    best_wer: float = math.inf
+    losses: list[float] = field(default_factory=list)  # mean loss of each update in this process (not saved)
+    load_errors: list[str] = field(default_factory=list)  # unreadable files met in this process (not saved)
+    since_log: list[float] = field(default_factory=list)  # losses of the updates since the last log write
+
+    def state_dict(self) -> dict:
+        counters = ("step", "epoch", "batch_in_epoch", "skipped_steps", "best_wer")
+        return {k: getattr(self, k) for k in counters} | {"rng": rng_states()}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for k in ("step", "epoch", "batch_in_epoch", "skipped_steps", "best_wer"):
+            setattr(self, k, saved[k])
+        set_rng_states(saved["rng"])
+
+    def record(self, wer: float) -> bool:
+        """Keep the best WER; True when `wer` improves on it (a NaN never does)."""
+        improved = wer < self.best_wer
+        self.best_wer = wer if improved else self.best_wer
+        return improved
+
+
+def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bool:
+    """The rest of the current epoch. Gradients of `grad_accum` batches make one update; the epoch's last
+    window may be shorter and is averaged over its real size. Returns True when --max_steps stopped it."""
     model.train()
-    stop = False
-    while epoch < config.epochs and not stop:
-        sampler.set_epoch(epoch, start=batch_in_epoch)
-        dataset.epoch = epoch  # seeds this epoch's augmentations (workers copy the dataset per epoch)
-        # disable=None: a live bar on a terminal, nothing in log files (the epoch summary line still prints)
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
-        n_batches = len(sampler.batches(epoch))
-        pending = 0  # batches accumulated into the gradients since the last optimizer step
-        seconds, tic = 0.0, time.perf_counter()
-        for batch in bar:
-            batch_in_epoch += 1
-            for error in batch["errors"]:
-                load_errors.append(error)
-                tqdm.write(f"skipped unreadable file: {error}")
-            if batch["features"] is None:
-                continue
-            features = batch["features"].to(device, non_blocking=True)  # (B, T, n_mels)
-            lengths = batch["feature_lengths"].to(device)  # (B,)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                log_probs, out_lengths = model(features, lengths)  # (B, T', V), (B,)
-            # CTCLoss wants (T', B, V); sum over the batch / B = mean per-utterance loss, in fp32.
-            loss = ctc_loss(
-                log_probs.transpose(0, 1).float(),
-                batch["targets"].to(device),
-                out_lengths,
-                batch["target_lengths"].to(device),
-            ) / len(batch["ids"])
-            if not torch.isfinite(loss):
-                # A NaN/inf loss would poison the weights: drop this batch's gradients and move on.
-                skipped_steps += 1
-                optimizer.zero_grad(set_to_none=True)
-                pending = 0
-                continue
-            scaler.scale(loss / config.grad_accum).backward()
-            pending += 1
-            seconds += float(lengths.sum()) * 0.01  # 10 ms per feature frame
-            if pending < config.grad_accum and batch_in_epoch < n_batches:
-                continue  # keep accumulating; an epoch's last batch always ends with a step
+    pending: list[float] = []  # losses of the batches whose gradients wait for the next update
+    seconds, tic, grad_norm = 0.0, time.perf_counter(), math.nan
+    n_batches = data.batches_in_epoch(state.epoch)
+    # disable=None: a live bar on a terminal, nothing in log files (the epoch summary line still prints)
+    bar = tqdm(data.batches(state), desc=f"epoch {state.epoch}", leave=False, dynamic_ncols=True, disable=None)
+    for batch in bar:
+        state.batch_in_epoch += 1
+        for error in batch["errors"]:
+            state.load_errors.append(error)
+            tqdm.write(f"skipped unreadable file: {error}")
+        if batch["features"] is not None:
+            loss = forward_backward(model, optim, batch, device, amp)
+            state.skipped_steps += math.isnan(loss)
+            pending += [] if math.isnan(loss) else [loss]
+            seconds += float(batch["feature_lengths"].sum()) * 0.01  # 10 ms per feature frame
+        if not pending or (len(pending) < config.grad_accum and state.batch_in_epoch < n_batches):
+            continue  # keep accumulating; an epoch's last batch always ends with an update
+        grad_norm = apply_gradients(model, optim, len(pending), config.grad_clip)
+        state.step += 1
+        state.skipped_steps += not math.isfinite(grad_norm)  # fp16 overflow or a bad batch: weights untouched
+        state.losses.append(sum(pending) / len(pending))
+        state.since_log.append(state.losses[-1])
+        pending = []
+        rate = seconds / (time.perf_counter() - tic)
+        bar.set_postfix(loss=f"{state.losses[-1]:.3f}", audio_s_per_s=f"{rate:.1f}", step=state.step)
+        if state.step % config.log_every == 0:
+            log_train(log, state, optim, grad_norm, rate)
+        if state.step % config.checkpoint_every == 0:
+            save("last.pt")
+        if config.max_steps is not None and state.step >= config.max_steps:
+            break
+    bar.close()
+    if state.since_log:  # at least one write per epoch, however short the run
+        log_train(log, state, optim, grad_norm, seconds / (time.perf_counter() - tic))
+    elapsed = time.perf_counter() - tic
+    last = state.losses[-1] if state.losses else math.nan
+    tqdm.write(f"epoch {state.epoch}: step {state.step}, last loss {last:.3f}, {seconds / elapsed:.1f} audio-s/s, "
+               f"{elapsed:.0f} s")  # fmt: skip
+    return config.max_steps is not None and state.step >= config.max_steps
 
-            # ---- optimizer step ----
-            scaler.unscale_(optimizer)  # so the clipping threshold applies to true gradients
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if torch.isfinite(grad_norm):
-                scaler.step(optimizer)
-            else:
-                skipped_steps += 1  # fp16 overflow or a bad batch: no update, weights untouched
-            scaler.update()  # with fp16, an overflow also lowers the loss scale
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step += 1
-            pending = 0
-            history.append(loss.item())
 
-            rate = seconds / (time.perf_counter() - tic)
-            bar.set_postfix(loss=f"{loss.item():.3f}", audio_s_per_s=f"{rate:.1f}", step=step)
-            if step % config.log_every == 0:
-                writer.add_scalar("train/loss", loss.item(), step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                writer.add_scalar("train/grad_norm", grad_norm.item(), step)  # before clipping
-                writer.add_scalar("train/skipped_steps", skipped_steps, step)
-                writer.add_scalar("train/audio_seconds_per_second", rate, step)
-            if step % config.checkpoint_every == 0:
-                save("last.pt")
-            if config.max_steps is not None and step >= config.max_steps:
-                stop = True
-                break
-        bar.close()
-        elapsed = time.perf_counter() - tic
-        tqdm.write(
-            f"epoch {epoch}: step {step}, last loss {history[-1] if history else float('nan'):.3f}, "
-            f"{seconds / elapsed:.1f} audio-s/s, {elapsed:.0f} s"
-        )
-        if not stop:
-            epoch, batch_in_epoch = epoch + 1, 0
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                wer = evaluate()
-                if wer < best_wer:
-                    best_wer = wer
-                    save("best.pt")
-        save("last.pt")
+def log_train(log: TrainLog, state: TrainState, optim: Optimization, grad_norm: float, rate: float) -> None:
+    """train/* scalars; train/loss is the mean over the updates since the last write."""
+    log.train(state.step, {"loss": sum(state.since_log) / len(state.since_log), "lr": optim.scheduler.get_last_lr()[0],
+                           "grad_norm": grad_norm, "skipped_steps": state.skipped_steps,
+                           "audio_seconds_per_second": rate})  # fmt: skip
+    state.since_log.clear()
 
-    if stop:  # cut short by --max_steps: the last evaluation did not see the final weights
-        wer = evaluate()
-        if wer < best_wer or not (run_dir / "best.pt").exists():
-            best_wer = min(best_wer, wer)
-            save("best.pt")
-    writer.close()
-    print(f"done: {step} steps, {skipped_steps} skipped; best eval WER {100 * best_wer:.2f}%; checkpoints in {run_dir}")
-    if load_errors:
-        print(f"{len(load_errors)} files could not be read:\n" + "\n".join(f"  {e}" for e in load_errors))
-    return {"run_dir": run_dir, "losses": history, "best_wer": best_wer, "step": step, "skipped_steps": skipped_steps}
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(model, utterances, tokenizer, config, device, amp, loader) -> EvalResult:
+    """Greedy WER/CER and CTC loss on the eval set, beam WER (no LM) on its first `eval_beam_utterances`."""
+    references = {u.id: u.text for u in utterances}
+    beam_ids = set(sorted(references)[: config.eval_beam_utterances]) if config.eval_beam_size > 0 else set()
+    total_loss, greedy, beam_inputs, errors = 0.0, {}, {}, []
+    for batch, log_probs, out_lens in batch_log_probs(model, loader, device, amp):
+        errors += batch["errors"]
+        if log_probs is None:
+            continue
+        total_loss += ctc_loss(log_probs, out_lens, batch).item()
+        for i, (utt_id, hyp) in enumerate(
+            zip(batch["ids"], greedy_decode(log_probs, out_lens, tokenizer), strict=True)
+        ):
+            greedy[utt_id] = hyp
+            if utt_id in beam_ids:
+                beam_inputs[utt_id] = log_probs[i, : out_lens[i]]  # (T', V)
+    ids = sorted(beam_inputs)
+    hyps = decode_batch([beam_inputs[i] for i in ids], tokenizer, beam_size=config.eval_beam_size) if ids else []
+    beam = {i: h[0].text for i, h in zip(ids, hyps, strict=True)}
+    return EvalResult(
+        loss=total_loss / max(1, len(greedy)),
+        scores=score([(references[i], greedy.get(i, "")) for i in sorted(references)]),  # a failed file scores empty
+        references=references,
+        greedy=greedy,
+        beam=beam,
+        beam_scores=score([(references[i], beam[i]) for i in ids]) if ids else None,
+        greedy_on_beam_subset=score([(references[i], greedy[i]) for i in ids]) if ids else None,
+        errors=errors,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_dict(model, tokenizer, optim: Optimization, state: TrainState, settings: Settings) -> dict:
+    """Everything --resume needs, as tensors and plain types (asr/checkpoint.py)."""
+    return model_state(model, tokenizer) | {
+        "train_config": dataclasses.asdict(settings.train),
+        "augment_config": dataclasses.asdict(settings.augment),
+        "optimizer": optim.optimizer.state_dict(),
+        "scheduler": optim.scheduler.state_dict(),
+        "scaler": optim.scaler.state_dict(),
+        "training": state.state_dict(),
+    }
+
+
+def restore(saved: dict, model, optim: Optimization, state: TrainState, config: TrainConfig) -> None:
+    """Load a checkpoint into the run; --lr and --weight_decay given with --resume take effect from here."""
+    model.load_state_dict(saved["model"])
+    optim.optimizer.load_state_dict(saved["optimizer"])
+    optim.scheduler.load_state_dict(saved["scheduler"])
+    optim.scaler.load_state_dict(saved["scaler"])
+    state.load_state_dict(saved["training"])
+    optim.scheduler.base_lrs = [config.lr for _ in optim.optimizer.param_groups]
+    factor = optim.scheduler.lr_lambdas[0](optim.scheduler.last_epoch)
+    for group in optim.optimizer.param_groups:
+        group.update(initial_lr=config.lr, lr=config.lr * factor, weight_decay=config.weight_decay)
+    print(f"resumed from {config.resume}: epoch {state.epoch}, batch {state.batch_in_epoch}, step {state.step}")
 
 
 if __name__ == "__main__":

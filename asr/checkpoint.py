@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.config import ModelConfig
+from asr.config import AUGMENT_PRESETS, ModelConfig
 from asr.model import DeepSpeech2
 from asr.text import CharTokenizer, tokenizer_from_state
 
@@ -77,11 +77,18 @@ def _last_line(e: Exception) -> str:
 
 
 def _upgrade(state: dict) -> dict:
-    """Format 1 -> 2: the four RNG states move from `training["rng_*"]` into `training["rng"]`."""
-    training = state.get("training")
+    """Format 1 -> 2: the four RNG states move into `training["rng"]`; the train config loses its architecture
+    overrides (the model config is the architecture), `data_dir` becomes `librispeech_dir`, and the augmentation
+    settings are saved whole (format 1 had only the preset name)."""
+    training, config = state.get("training"), state.get("train_config")
     if state["format_version"] == 1 and training is not None:
         old = {kind: training.pop(f"rng_{kind}") for kind in ("python", "numpy", "torch", "cuda")}
         training["rng"] = old | {"numpy": list(old["numpy"])}
+    if state["format_version"] == 1 and config is not None:
+        for name in ("rnn_type", "rnn_layers", "rnn_hidden"):
+            config.pop(name, None)
+        config["librispeech_dir"] = config.pop("data_dir", "data")
+        state["augment_config"] = dataclasses.asdict(AUGMENT_PRESETS[config.get("augment", "none")])
     return state | {"format_version": FORMAT_VERSION}
 
 

@@ -20,14 +20,15 @@ def _f(default, help: str, **kw):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """DeepSpeech2 architecture; travels inside every checkpoint."""
+    """DeepSpeech2 architecture; travels inside every checkpoint. Each flag overrides one value of the --model
+    preset (default: the preset's value)."""
 
     n_mels: int = _f(80, "log-mel channels per frame (the model's input width)")
     conv_channels: int = _f(32, "channels of both 2D convolutions")
     rnn_type: str = _f("gru", "recurrent cell", choices=["gru", "lstm"])
     rnn_layers: int = _f(3, "bidirectional recurrent layers")
     rnn_hidden: int = _f(512, "hidden units per direction; directions are summed")
-    vocab_size: int = _f(29, "output tokens including the CTC blank (set from the tokenizer)")
+    vocab_size: int = _f(29, "output tokens including the CTC blank (set from the tokenizer)", flag=False)
 
 
 # Named presets. tiny: unit tests (seconds); small: CPU demos and the example set;
@@ -66,7 +67,8 @@ class DecodeConfig:
 @dataclass(frozen=True)
 class AugmentConfig:
     """Training-time augmentations (asr/augment.py), in the order they are applied; the defaults are the
-    `default` preset. Each has a probability `<name>_p` and its ranges; ranges are drawn uniformly."""
+    `default` preset. Each has a probability `<name>_p` and its ranges; ranges are drawn uniformly. Each flag
+    overrides one value of the --augment preset (default: the preset's value)."""
 
     shift_p: float = _f(0.3, "probability of delaying the audio with leading zeros (never circular, drops no speech)")
     shift_max: float = _f(0.5, "longest delay in seconds, drawn from [0, shift_max]")
@@ -174,19 +176,18 @@ class TrainConfig:
     eval_dataset: str | None = _f(
         None, "evaluation data, same syntax; default: dev-clean for LibriSpeech, else the training set itself"
     )
-    data_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/")
-    download: bool = _f(True, "download missing LibriSpeech splits into data_dir (--no_download forbids it)")
-    model: str = _f("small", "architecture preset", choices=list(MODEL_PRESETS))
-    rnn_type: str | None = _f(None, "override the preset's recurrent cell", choices=["gru", "lstm"])
-    rnn_layers: int | None = _f(None, "override the preset's number of recurrent layers")
-    rnn_hidden: int | None = _f(None, "override the preset's hidden units per direction")
+    librispeech_dir: str = _f("data", "folder that holds (or receives) LibriSpeech/<split>/")
+    download: bool = _f(True, "download missing LibriSpeech splits into librispeech_dir (--no_download forbids it)")
+    model: str = _f(
+        "small", "architecture preset; ModelConfig flags override single values", choices=list(MODEL_PRESETS)
+    )
     run_name: str | None = _f(None, "folder under runs_dir for this run; default: the (first) dataset's name")
     runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
     resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
     augment: str = _f(
         "none",
         "training augmentation preset (AUGMENT_PRESETS; `default` for real training data; none keeps the example"
-        " run an overfitting check)",
+        " run an overfitting check); AugmentConfig flags override single values",
         choices=list(AUGMENT_PRESETS),
     )
     epochs: int = _f(50, "passes over the training set")
@@ -276,12 +277,44 @@ class MetricsConfig:
     json: bool = _f(False, "print the result as JSON")
 
 
+# A resumed run continues its batches, its schedule and its weights: these cannot change with --resume
+# (nor can any ModelConfig field). Everything else (lr, epochs, evaluation, augmentation, ...) can, and takes effect.
+FIXED_ON_RESUME = ("dataset", "model", "seed", "batch_seconds", "grad_accum", "max_duration")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a training run is configured by; saved as config.json and inside every checkpoint."""
+
+    train: TrainConfig
+    model: ModelConfig
+    augment: AugmentConfig
+
+    def as_dict(self) -> dict:
+        """config.json: the TrainConfig fields, plus the resolved architecture and augmentation."""
+        return dataclasses.asdict(self.train) | {
+            "model_config": dataclasses.asdict(self.model),
+            "augment_config": dataclasses.asdict(self.augment),
+        }
+
+
+def given_flags(argv: list[str] | None, *classes: type) -> dict[str, dict]:
+    """{class name: {field: value}} for the flags actually given on the command line."""
+    args = vars(parser_for(*classes, defaults=False).parse_args(argv))
+    return {cls.__name__: {f.name: args[f.name] for f in dataclasses.fields(cls) if f.name in args} for cls in classes}
+
+
+def flag_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of `cls` that are command-line flags."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("flag", True)]
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = True) -> None:
     """Add one flag per field of dataclass `cls` (both --snake_case and --kebab-case spellings).
 
     With defaults=False, unset flags are absent from the parsed namespace (to see what was given)."""
     group = parser.add_argument_group(cls.__name__, cls.__doc__)
-    for f in dataclasses.fields(cls):
+    for f in flag_fields(cls):
         kind = _base_type(f.type)
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
         kw = {
@@ -303,14 +336,19 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = T
 
 def from_args(cls: type, args: argparse.Namespace):
     """Build dataclass `cls` from the parsed flags that belong to it."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    return cls(**{f.name: getattr(args, f.name) for f in flag_fields(cls)})
 
 
-def parser_for(*classes: type, description: str = "", defaults: bool = True) -> argparse.ArgumentParser:
-    """A parser with the flags of `classes`, showing defaults in --help."""
+def parser_for(
+    *classes: type, description: str = "", defaults: bool = True, overrides: tuple[type, ...] = ()
+) -> argparse.ArgumentParser:
+    """A parser with the flags of `classes`, showing defaults in --help; the flags of `overrides` have no
+    defaults of their own (they change single values of a preset, e.g. ModelConfig under --model)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     for cls in classes:
         add_arguments(parser, cls, defaults)
+    for cls in overrides:
+        add_arguments(parser, cls, defaults=False)
     return parser
 
 

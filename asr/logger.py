@@ -1,14 +1,22 @@
-"""TensorBoard logging, and a writer that does nothing when logging is off.
+"""TensorBoard logging for training: scalars, evaluation panels, augmentation previews; or nothing at all.
 
-The training loop calls the same methods either way, so it has no
-`if logging:` branches.
+`TrainLog` owns every panel the training loop shows, so train.py calls one
+method per event. With logging off it wraps a `NullWriter`, and the loop has no
+`if logging:` branches. On resume the writer purges events at or after the
+resumed step, so a crash followed by --resume never shows a step twice.
 """
 
+import dataclasses
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from asr.metrics import utterance_rates
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.metrics import Scores, utterance_rates
+
+LOGGED_UTTERANCES = 3  # spectrograms, audio and predictions shown at each evaluation
 
 
 class NullWriter:
@@ -18,13 +26,80 @@ class NullWriter:
         return lambda *args, **kwargs: None
 
 
-def make_writer(log_dir: str | Path, enabled: bool):
-    """A SummaryWriter on `log_dir`, or a NullWriter when disabled."""
+def make_writer(log_dir: str | Path, enabled: bool, purge_step: int | None = None):
+    """A SummaryWriter on `log_dir` (dropping events from `purge_step` on), or a NullWriter when disabled."""
     if not enabled:
         return NullWriter()
     from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is slow to import
 
-    return SummaryWriter(str(log_dir))
+    return SummaryWriter(str(log_dir), purge_step=purge_step)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """One evaluation: greedy scores on the eval set, beam scores on its first `eval_beam_utterances`."""
+
+    loss: float  # mean CTC loss per utterance
+    scores: Scores
+    references: dict[str, str]  # id -> normalised reference
+    greedy: dict[str, str]  # id -> greedy transcript
+    beam: dict[str, str]  # id -> beam transcript (the beam subset only; empty when off)
+    beam_scores: Scores | None
+    greedy_on_beam_subset: Scores | None
+    errors: list[str]  # "path: reason" of eval files that could not be read (scored as empty)
+
+    def summary(self) -> str:
+        beam = self.beam_scores
+        note = f"; beam WER {100 * beam.wer:.2f}% on {beam.utterances}" if beam else ""
+        return f"loss {self.loss:.3f}  {self.scores}{note}"
+
+
+class TrainLog:
+    """The TensorBoard panels of one training run."""
+
+    def __init__(self, log_dir: str | Path, enabled: bool, purge_step: int | None = None) -> None:
+        self.writer = make_writer(log_dir, enabled, purge_step)
+
+    def config(self, settings: dict, step: int) -> None:
+        self.writer.add_text("config", "```\n" + json.dumps(settings, indent=2) + "\n```", step)
+
+    def train(self, step: int, scalars: dict[str, float]) -> None:
+        """train/<name> for each scalar (loss = mean since the last write)."""
+        for name, value in scalars.items():
+            self.writer.add_scalar(f"train/{name}", value, step)
+
+    def eval(self, result: EvalResult, step: int, utterances: list, featurize: Callable) -> None:
+        """val/* scalars, a predictions table, and audio + spectrogram of the first utterances."""
+        for name, value in (("loss", result.loss), ("wer", result.scores.wer), ("cer", result.scores.cer),
+                            ("wer_utt_mean", result.scores.wer_utt_mean)):  # fmt: skip
+            self.writer.add_scalar(f"val/{name}", value, step)
+        if result.beam_scores is not None:
+            self.writer.add_scalar("val/wer_beam", result.beam_scores.wer, step)
+            self.writer.add_scalar("val/wer_greedy_same_subset", result.greedy_on_beam_subset.wer, step)
+        shown = sorted(result.greedy)[:LOGGED_UTTERANCES]
+        rows = [(i, result.references[i], result.greedy[i]) for i in shown]
+        table = predictions_table(rows, {"beam": [result.beam.get(i, "") for i in shown]})
+        self.writer.add_text("val/predictions", table, step)
+        for utt in utterances[:LOGGED_UTTERANCES]:
+            audio = torch.from_numpy(load_audio(utt.audio_path))
+            self.writer.add_audio(f"val_audio/{utt.id}", audio[None], step, SAMPLE_RATE)
+            self.writer.add_image(f"val_spectrogram/{utt.id}", spectrogram_image(featurize(audio)), step)
+
+    def augmentations(self, utterances: list, augment_config, seed: int, featurize: Callable) -> None:
+        """Before/after panels: each augmentation alone on a few fixed training utterances."""
+        from asr.augment import preview, preview_spec
+
+        for utt in utterances[:LOGGED_UTTERANCES]:
+            for name, audio in preview(load_audio(utt.audio_path), augment_config, seed):
+                features = featurize(torch.from_numpy(audio))
+                self.writer.add_audio(f"augment/{utt.id}/{name}", torch.from_numpy(audio)[None], 0, SAMPLE_RATE)
+                self.writer.add_image(f"augment/{utt.id}/{name}", spectrogram_image(features), 0)
+                if name == "original":
+                    masked = preview_spec(features, augment_config, seed)
+                    self.writer.add_image(f"augment/{utt.id}/specaugment", spectrogram_image(masked), 0)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def spectrogram_image(features: torch.Tensor) -> torch.Tensor:

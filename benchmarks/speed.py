@@ -31,9 +31,11 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asr.audio import LogMel, load_audio  # noqa: E402
-from asr.config import MODEL_PRESETS  # noqa: E402
+from asr.config import MODEL_PRESETS, TrainConfig  # noqa: E402
 from asr.data import BucketBatchSampler  # noqa: E402
+from asr.infer import autocast  # noqa: E402
 from asr.model import BiRNN, DeepSpeech2  # noqa: E402
+from train import build_optimizer, train_step  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "example" / "audio"
 BATCH, SECONDS = 16, 10.0
@@ -96,29 +98,19 @@ def _now(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def train_step(model: DeepSpeech2, batch, optimizer) -> None:
-    """Forward, CTC, backward and AdamW on `batch` (fp16 autocast on CUDA, as train.py)."""
-    _, x, lengths, targets, target_lengths, _ = batch
-    with torch.autocast("cuda", dtype=torch.float16, enabled=x.device.type == "cuda"):
-        log_probs, out_lengths = model(x, lengths)
-    log_probs = log_probs.float().transpose(0, 1)  # (T, B, vocab)
-    ctc = torch.nn.functional.ctc_loss(
-        log_probs, targets, out_lengths, target_lengths, reduction="sum", zero_infinity=True
-    )
-    (ctc / BATCH).backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
 def time_train_step(model: DeepSpeech2, batch, repeats: int) -> float:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    """Median seconds of train.py's own train_step (forward, CTC, backward, AdamW; fp16 autocast on CUDA)."""
+    _, x, lengths, targets, target_lengths, _ = batch
+    as_collated = {"ids": list(range(len(x))), "features": x, "feature_lengths": lengths, "targets": targets,
+                   "target_lengths": target_lengths}  # fmt: skip
+    config = TrainConfig(lr=1e-4, epochs=1)
+    optim = build_optimizer(config, model, steps_per_epoch=repeats + 1)
     model.train()
-    device = batch[1].device
     times = []
     for _ in range(repeats + 1):  # the first step warms up allocators and kernels
-        tic = _now(device)
-        train_step(model, batch, optimizer)
-        times.append(_now(device) - tic)
+        tic = _now(x.device)
+        train_step(model, optim, as_collated, x.device, amp=x.device.type == "cuda")
+        times.append(_now(x.device) - tic)
     return statistics.median(times[1:])
 
 
@@ -139,7 +131,7 @@ def time_inference(model: DeepSpeech2, batch, repeats: int) -> float:
     times = []
     for _ in range(repeats + 1):
         tic = _now(x.device)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=x.device.type == "cuda"):
+        with autocast(x.device, enabled=True):
             model(x, lengths)
         times.append(_now(x.device) - tic)
     return statistics.median(times[1:])

@@ -133,7 +133,7 @@ def test_train_py_downloads_a_missing_split_and_trains(librispeech_server, tmp_p
 
     server, utterances = librispeech_server
     data_dir = tmp_path / "data"
-    args = ["--dataset", "test-clean", "--data_dir", str(data_dir), "--runs_dir", str(tmp_path / "runs")]
+    args = ["--dataset", "test-clean", "--librispeech_dir", str(data_dir), "--runs_dir", str(tmp_path / "runs")]
     with pytest.raises(FileNotFoundError, match="drop --no_download"):
         train.main([*args, "--no_download"])
     result = train.main([*args, "--epochs", "1", "--model", "tiny", "--eval_dataset", "test-clean",

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import shutil
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 from conftest import LIBRISPEECH_FIXTURES
 
 import train
-from asr.config import TrainConfig
+from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig
+from asr.data import BucketBatchSampler, DataReport, load_dataset
 
 SHORTEST = ["2830-3980-0043", "8455-210777-0068", "4507-16021-0012", "1034-121119-0046"]
 
@@ -57,8 +59,15 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_set):
 
 def test_resume_refuses_a_different_architecture(tmp_path, tiny_set):
     cut = train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--max_steps", "1"))
-    with pytest.raises(ValueError, match="--rnn_hidden 32 differs from the checkpoint's None"):
-        train.main(["--resume", str(cut["run_dir"] / "last.pt"), "--rnn_hidden", "32"])
+    last = str(cut["run_dir"] / "last.pt")
+    with pytest.raises(
+        ValueError, match=r"keeps its data, batches, seed and architecture: --rnn_hidden 32 \(the run's is 64\)"
+    ):
+        train.main(["--resume", last, "--rnn_hidden", "32"])
+    with pytest.raises(
+        ValueError, match=r"--model small \(the run's is tiny\), --batch_seconds 5.0 \(the run's is 20.0\)"
+    ):
+        train.main(["--resume", last, "--model", "small", "--batch_seconds", "5"])
 
 
 def test_nan_loss_is_skipped_and_counted(tmp_path, tiny_set, monkeypatch):
@@ -107,15 +116,141 @@ def test_tensorboard_gets_scalars_images_audio_and_predictions(tmp_path, tiny_se
 
 def test_the_design_card_command_gets_the_librispeech_recipe(monkeypatch):
     monkeypatch.setattr(train.os, "cpu_count", lambda: 4)
-    config, resumed = train.resolve_config(["--dataset", "train-clean-360", "--epochs", "50", "--device", "cpu"])
+    settings, resumed = train.resolve_config(["--dataset", "train-clean-360", "--epochs", "50", "--device", "cpu"])
+    config = settings.train
     assert resumed is None and config.dataset == "train-clean-360" and config.epochs == 50
+    assert settings.model == MODEL_PRESETS["base"] and settings.augment == AUGMENT_PRESETS["default"]
     assert (config.model, config.augment, config.eval_every, config.eval_utterances) == ("base", "default", 1, 1000)
     assert config.batch_seconds == 60.0 and config.num_workers == 3  # sized for a 4-core CPU machine
     given, _ = train.resolve_config(["--dataset", "train-clean-100+/my/data", "--model", "small", "--num_workers", "0"])
-    assert (given.model, given.augment, given.num_workers) == ("small", "default", 0)  # flags beat the recipe
+    assert (given.train.model, given.train.augment, given.train.num_workers) == ("small", "default", 0)  # flags win
 
 
 def test_no_flags_stay_the_example_overfitting_check():
-    config, _ = train.resolve_config([])
+    settings, _ = train.resolve_config([])
+    config = settings.train
     assert config == dataclasses.replace(TrainConfig(), batch_seconds=20.0, num_workers=0)
     assert (config.dataset, config.model, config.augment) == ("data/example", "small", "none")
+
+
+# ---- audit defects (issue #11): each with the behaviour it must have now
+
+
+def test_an_eval_set_without_references_is_refused_at_start(tmp_path, tiny_set):
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(tiny_set / "audio", unlabelled / "audio")
+    with pytest.raises(SystemExit, match="no evaluation utterances with a transcript in .*unlabelled"):
+        train.main(_args(tiny_set, tmp_path / "a", "--eval_dataset", str(unlabelled)))
+    with pytest.raises(SystemExit, match=r"no evaluation utterances with a transcript .*--eval_utterances 0"):
+        train.main(_args(tiny_set, tmp_path / "b", "--eval_utterances", "0"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_last_pt_of_a_cut_run_carries_its_best_wer_and_resume_changes_lr(tmp_path, tiny_set):
+    common = ("--epochs", "2", "--batch_seconds", "3", "--eval_every", "5")
+    cut = train.main(_args(tiny_set, tmp_path, *common, "--max_steps", "2"))
+    last = cut["run_dir"] / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["training"]["best_wer"] == cut["best_wer"] < float("inf")  # not inf: eval ran before the save
+    train.main(["--resume", str(last), "--lr", "1e-3", "--weight_decay", "0.05", "--max_steps", "3"])
+    saved = torch.load(last, weights_only=True)
+    group = saved["optimizer"]["param_groups"][0]
+    total = saved["scheduler"]["last_epoch"]
+    assert saved["scheduler"]["base_lrs"] == [1e-3] and group["initial_lr"] == 1e-3 and group["weight_decay"] == 0.05
+    durations = [u.duration for u in load_dataset(str(tiny_set), "unused", DataReport())]
+    per_epoch = len(BucketBatchSampler(durations, 3.0, seed=0).batches(1))
+    assert total == 3 and group["lr"] == pytest.approx(1e-3 * train.lr_factor(3, 2 * per_epoch, 0.1), rel=1e-12)
+
+
+def _batches(utterances: list[str], n_mels: int = 40) -> list[dict]:
+    """One collated batch per LibriSpeech fixture id."""
+    from asr.data import SpeechDataset, collate, custom_dir_utterances
+    from asr.text import CharTokenizer
+
+    utts = {u.id: u for u in custom_dir_utterances(LIBRISPEECH_FIXTURES, DataReport())}
+    dataset = SpeechDataset([utts[i] for i in utterances], CharTokenizer(), n_mels)
+    return [collate([dataset[i]]) for i in range(len(utterances))]
+
+
+def _tiny_training():
+    from asr.config import MODEL_PRESETS
+
+    torch.manual_seed(0)
+    model = train.DeepSpeech2(MODEL_PRESETS["tiny"])
+    return model, train.build_optimizer(TrainConfig(epochs=1), model, steps_per_epoch=10)
+
+
+def test_a_partial_window_is_averaged_over_its_real_size(librispeech_fixtures):
+    b1, b2 = _batches(SHORTEST[:2])
+    cpu = torch.device("cpu")
+    model, optim = _tiny_training()
+    losses = [train.forward_backward(model, optim, b, cpu, amp=False) for b in (b1, b2)]
+    accumulated = train.apply_gradients(model, optim, 2, grad_clip=float("inf"))  # a window of 2 with grad_accum 4
+    model, optim = _tiny_training()
+    for b in (b1, b2):
+        log_probs, out_lengths = model(b["features"], b["feature_lengths"])
+        (train.ctc_loss(log_probs, out_lengths, b) / 2).backward()  # the mean of the two batch losses
+    assert train.apply_gradients(model, optim, 1, grad_clip=float("inf")) == pytest.approx(accumulated, rel=1e-5)
+    assert all(loss > 0 for loss in losses)
+
+
+def test_a_non_finite_batch_keeps_the_windows_good_gradients(librispeech_fixtures):
+    good, bad = _batches(SHORTEST[:2])
+    bad["features"] = torch.full_like(bad["features"], float("nan"))
+    model, optim = _tiny_training()
+    train.forward_backward(model, optim, good, torch.device("cpu"), amp=False)
+    before = [p.grad.clone() for p in model.parameters()]
+    assert math.isnan(train.forward_backward(model, optim, bad, torch.device("cpu"), amp=False))
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, model.parameters(), strict=True))
+
+
+class _FakeData:
+    """Two batches per epoch: a good one, then one whose every file failed to load."""
+
+    def __init__(self, good: dict) -> None:
+        self.good = good
+
+    def batches(self, state):
+        return [self.good, {"errors": ["x.flac: cannot decode audio"], "ids": [], "features": None}]
+
+    def batches_in_epoch(self, epoch: int) -> int:
+        return 2
+
+
+def test_an_epoch_whose_last_batch_fails_still_applies_its_pending_gradients(librispeech_fixtures):
+    model, optim = _tiny_training()
+    state = train.TrainState()
+    config = TrainConfig(grad_accum=4, log_every=1000)
+    log = train.TrainLog("unused", enabled=False)
+    stopped = train.train_epoch(model, optim, _FakeData(_batches(SHORTEST[:1])[0]), state, config,
+                                torch.device("cpu"), False, log, save=lambda name: None)  # fmt: skip
+    assert not stopped and state.step == 1 and state.load_errors == ["x.flac: cannot decode audio"]
+    assert all(p.grad is None for p in model.parameters())  # nothing carries into the next epoch
+
+
+def test_tensorboard_logs_every_epoch_the_mean_loss_and_purges_on_resume(tmp_path, tiny_set, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    copies = []
+    real_save = train.save_checkpoint
+
+    def save_and_keep(path, state):  # keep every last.pt, to resume from an older one as after a crash
+        real_save(path, state)
+        if path.name == "last.pt":
+            copies.append(path.with_name(f"last-{state['training']['step']}.pt"))
+            shutil.copy(path, copies[-1])
+
+    monkeypatch.setattr(train, "save_checkpoint", save_and_keep)
+    args = _args(tiny_set, tmp_path, "--epochs", "2", "--batch_seconds", "3", "--run_name", "tb", "--log_every", "1000")
+    result = train.main([a for a in args if a != "--no-tensorboard"])
+    per_epoch = len(result["losses"]) // 2
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard")).Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert [s for s, _ in logged] == [per_epoch, 2 * per_epoch]  # fewer steps than --log_every: once per epoch
+    assert logged[0][1] == pytest.approx(sum(result["losses"][:per_epoch]) / per_epoch)  # the mean since last log
+    first = copies[0]  # written at the end of epoch 0
+    train.main(["--resume", str(first), "--max_steps", str(per_epoch + 1)])
+    newest = max((tmp_path / "tb" / "tensorboard").glob("events.*"), key=lambda p: p.stat().st_mtime_ns)
+    starts = [e.step for e in EventFileLoader(str(newest)).Load() if e.HasField("session_log")]
+    assert starts == [per_epoch]  # the resumed writer purges the crashed run's steps from here on
