@@ -17,10 +17,10 @@ import textwrap
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from asr.config import WeightsConfig, from_args, parser_for
 from asr.download import DownloadError, download_file, file_sha256
 from asr.sources import load_manifest, resolve_url
 
-DEFAULT_OUT = "weights"
 DEFAULT_LM = "3-gram.pruned.1e-7.arpa.gz"  # the LM the printed beam-search command uses when it was fetched
 
 
@@ -44,27 +44,13 @@ def _describe(name: str, entry: dict) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     names = "\n".join(_describe(n, e) for n, e in _resources().items())
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            f"resources (openslr resource 11, https://www.openslr.org/11; mirrors are tried in order):\n{names}\n\n"
-            "No checkpoint of this project is published; train one with train.py or pass its address with --url.\n"
-            "Downloads resume where they stopped (a <file>.part stays until the file is verified), and a file\n"
-            "already in --out is verified and kept. HF_TOKEN is sent to huggingface.co for gated repositories."
-        ),
+    epilog = (
+        f"resources (openslr resource 11, https://www.openslr.org/11; mirrors are tried in order):\n{names}\n\n"
+        "No checkpoint of this project is published; train one with train.py or pass its address with --url.\n"
+        "Downloads resume where they stopped (a <file>.part stays until the file is verified), and a file\n"
+        "already in --out is verified and kept. HF_TOKEN is sent to huggingface.co for gated repositories."
     )
-    parser.add_argument("resources", nargs="*", metavar="RESOURCE", help="names listed below, or 'all'")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for the files (default: %(default)s/)")
-    parser.add_argument(
-        "--url",
-        help="a model checkpoint: https://..., a Hugging Face owner/repo/path/to/file (hf://owner/repo@rev/... "
-        "for a revision), or a Google Drive share link",
-    )
-    parser.add_argument("--sha256", help="expected SHA-256 of the --url file (strongly recommended)")
-    parser.add_argument("--name", help="file name for the --url download (default: the last part of the URL)")
-    parser.add_argument("--retries", type=int, default=6, help="retries per address after a dropped connection")
-    return parser
+    return parser_for(WeightsConfig, description=__doc__.split("\n\n")[0], epilog=epilog)
 
 
 def _checkpoint_name(spec: str, url: str) -> str:
@@ -86,7 +72,7 @@ def inference_command(checkpoint: str | None, lm: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = from_args(WeightsConfig, parser.parse_args(argv))
     catalogue = _resources()
     wanted = list(catalogue) if "all" in args.resources else list(dict.fromkeys(args.resources))
     unknown = [n for n in wanted if n not in catalogue]

@@ -277,6 +277,22 @@ class MetricsConfig:
     json: bool = _f(False, "print the result as JSON")
 
 
+@dataclass(frozen=True)
+class WeightsConfig:
+    """One download_weights.py invocation."""
+
+    resources: tuple[str, ...] = _f((), "names listed below, or 'all'", positional=True)
+    out: str = _f("weights", "folder for the files (inference.py looks for checkpoints in weights/)")
+    url: str | None = _f(
+        None,
+        "a model checkpoint: https://..., a Hugging Face owner/repo/path/to/file (hf://owner/repo@rev/... for a "
+        "revision), or a Google Drive share link",
+    )
+    sha256: str | None = _f(None, "expected SHA-256 of the --url file (strongly recommended)")
+    name: str | None = _f(None, "file name for the --url download; default: the last part of the URL")
+    retries: int = _f(6, "retries per address after a dropped connection")
+
+
 # A resumed run continues its batches, its schedule and its weights: these cannot change with --resume
 # (nor can any ModelConfig field). Everything else (lr, epochs, evaluation, augmentation, ...) can, and takes effect.
 FIXED_ON_RESUME = ("dataset", "model", "seed", "batch_seconds", "grad_accum", "max_duration")
@@ -316,6 +332,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = T
     group = parser.add_argument_group(cls.__name__, cls.__doc__)
     for f in flag_fields(cls):
         kind = _base_type(f.type)
+        if f.metadata.get("positional"):  # a list of words before the flags
+            group.add_argument(f.name, nargs="*", default=list(f.default), metavar=f.name[:-1].upper(),
+                               help=f.metadata["help"])  # fmt: skip
+            continue
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
         kw = {
             "default": f.default if defaults else argparse.SUPPRESS,
@@ -340,11 +360,11 @@ def from_args(cls: type, args: argparse.Namespace):
 
 
 def parser_for(
-    *classes: type, description: str = "", defaults: bool = True, overrides: tuple[type, ...] = ()
+    *classes: type, description: str = "", epilog: str = "", defaults: bool = True, overrides: tuple[type, ...] = ()
 ) -> argparse.ArgumentParser:
     """A parser with the flags of `classes`, showing defaults in --help; the flags of `overrides` have no
     defaults of their own (they change single values of a preset, e.g. ModelConfig under --model)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(description=description, epilog=epilog, formatter_class=_HelpFormatter)
     for cls in classes:
         add_arguments(parser, cls, defaults)
     for cls in overrides:
