@@ -15,7 +15,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,14 @@ from tqdm import tqdm
 
 from asr.audio import TorchaudioError, torchaudio
 from asr.augment import Augmenter
-from asr.checkpoint import load_checkpoint, model_state, rng_states, save_checkpoint, set_rng_states
+from asr.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    model_state,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+)
 from asr.config import (
     AUGMENT_PRESETS,
     DEVICE_BATCH_SECONDS,
@@ -49,6 +56,7 @@ from asr.data import (
     uses_librispeech,
 )
 from asr.decode import decode_batch, greedy_decode
+from asr.download import file_sha256
 from asr.infer import autocast, batch_log_probs, eval_loader
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
@@ -70,9 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
     # fp16 with loss scaling rather than bf16: cuDNN runs GRU/LSTM in bf16 only from cuDNN 9.13
     # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts.
     amp = config.amp and device.type == "cuda"
-    tokenizer = CharTokenizer()
-    model = DeepSpeech2(settings.model).to(device)
-    print(f"model {config.model}: {count_parameters(model) / 1e6:.2f}M parameters, {settings.model}, device {device}")
+    model, tokenizer = build_model(settings, resumed)
+    model = model.to(device)
+    origin = f"from {config.init_from}" if config.init_from else config.model
+    print(f"model ({origin}): {count_parameters(model) / 1e6:.2f}M parameters, {settings.model}, device {device}")
 
     # Unusable files and filtered utterances are counted and printed, never dropped silently; bad data
     # stops the run here, before its folder exists.
@@ -135,7 +144,7 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
     train, arch, aug = given["TrainConfig"], given["ModelConfig"], given["AugmentConfig"]
     if "resume" not in train:
         config = TrainConfig(**(RECIPES[recipe_name(train.get("dataset", TrainConfig.dataset))] | train))
-        model = dataclasses.replace(MODEL_PRESETS[config.model], vocab_size=len(CharTokenizer()), **arch)
+        config, model = architecture(config, train, arch)
         augment = dataclasses.replace(AUGMENT_PRESETS[config.augment], **aug)
         return Settings(size_for_machine(config), model, augment), None
     state = load_checkpoint(train["resume"])
@@ -154,6 +163,26 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
     config = dataclasses.replace(saved, **train)
     base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
     return Settings(size_for_machine(config), model, dataclasses.replace(base, **aug)), state
+
+
+def architecture(config: TrainConfig, train: dict, arch: dict) -> tuple[TrainConfig, ModelConfig]:
+    """The --model preset with ModelConfig flags on top; or, fine-tuning, the --init_from checkpoint's
+    architecture, which flags given on the command line must not contradict (recipe defaults never do)."""
+    if config.init_from is None:
+        return config, dataclasses.replace(MODEL_PRESETS[config.model], vocab_size=len(CharTokenizer()), **arch)
+    source = ModelConfig(**load_checkpoint(config.init_from)["model_config"])
+    clashes = [
+        f"--{k} {v} (the checkpoint's is {getattr(source, k)})" for k, v in arch.items() if v != getattr(source, k)
+    ]
+    preset = next((n for n, c in MODEL_PRESETS.items() if replace(c, vocab_size=source.vocab_size) == source), None)
+    if "model" in train and train["model"] != preset:
+        clashes.append(f"--model {train['model']} (the checkpoint's is {preset or 'no preset'})")
+    if clashes:
+        raise ValueError(
+            f"a fine-tuned run keeps the architecture of {config.init_from}: {', '.join(clashes)}; drop those flags"
+        )
+    # config.json names the checkpoint's preset (if it is one) and the file's hash; settings.model is the truth.
+    return replace(config, model=preset or config.model, init_from_sha256=file_sha256(config.init_from)), source
 
 
 def size_for_machine(config: TrainConfig) -> TrainConfig:
@@ -180,6 +209,15 @@ def run_folder(config: TrainConfig) -> Path:
             "or start another with --run_name NAME"
         )
     return run_dir
+
+
+def build_model(settings: Settings, resumed: dict | None) -> tuple[DeepSpeech2, CharTokenizer]:
+    """A new model; or the weights and tokenizer of --init_from (fine-tuning) or of the resumed checkpoint."""
+    config = settings.train
+    source = resumed or (load_checkpoint(config.init_from) if config.init_from else None)
+    if source is None:
+        return DeepSpeech2(settings.model), CharTokenizer()
+    return model_from_checkpoint(source)
 
 
 def seed_everything(seed: int) -> None:
@@ -220,10 +258,12 @@ def build_data(settings: Settings, tokenizer: CharTokenizer, model: DeepSpeech2)
     eval_spec = config.eval_dataset or ("dev-clean" if uses_librispeech(config.dataset) else config.dataset)
     for spec in (config.dataset, eval_spec):
         ensure_splits(spec, config.librispeech_dir, config.download)  # the only place a run downloads
-    train_utts = filter_for_training(
-        load_dataset(config.dataset, config.librispeech_dir, report), tokenizer,
-        lambda n: int(model.output_lengths(torch.tensor(n))), config.max_duration, report,
-    )  # fmt: skip
+    train_utts = load_dataset(config.dataset, config.librispeech_dir, report)
+    try:
+        frames = lambda n: int(model.output_lengths(torch.tensor(n)))  # noqa: E731
+        train_utts = filter_for_training(train_utts, tokenizer, frames, config.max_duration, report)
+    except ValueError as e:  # a tokenizer from --init_from or --resume that lacks a character of the data
+        raise ValueError(f"{e}: the checkpoint's tokenizer cannot spell the training transcripts") from None
     eval_utts = [u for u in load_dataset(eval_spec, config.librispeech_dir, report) if u.text is not None]
     eval_utts = eval_utts[: config.eval_utterances]
     print(
@@ -362,6 +402,7 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
     """The rest of the current epoch. Gradients of `grad_accum` batches make one update; the epoch's last
     window may be shorter and is averaged over its real size. Returns True when --max_steps stopped it."""
     model.train()
+    freeze_for_epoch(model, config, state.epoch)
     pending: list[float] = []  # losses of the batches whose gradients wait for the next update
     seconds, tic, grad_norm = 0.0, time.perf_counter(), math.nan
     n_batches = data.batches_in_epoch(state.epoch)
@@ -401,6 +442,15 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
     tqdm.write(f"epoch {state.epoch}: step {state.step}, last loss {last:.3f}, {seconds / elapsed:.1f} audio-s/s, "
                f"{elapsed:.0f} s")  # fmt: skip
     return config.max_steps is not None and state.step >= config.max_steps
+
+
+def freeze_for_epoch(model: DeepSpeech2, config: TrainConfig, epoch: int) -> None:
+    """Fine-tuning: --freeze's parameters get no gradients (so AdamW leaves them alone) in the first
+    --freeze_epochs epochs. Their batch-norm statistics still adapt to the new data."""
+    frozen = config.freeze if epoch < config.freeze_epochs else "none"
+    for name, p in model.named_parameters():
+        is_conv = name.startswith(("conv", "bn"))
+        p.requires_grad_(not (frozen == "encoder" and not name.startswith("head.") or frozen == "conv" and is_conv))
 
 
 def log_train(log: TrainLog, state: TrainState, optim: Optimization, grad_norm: float, rate: float) -> None:

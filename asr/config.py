@@ -184,6 +184,17 @@ class TrainConfig:
     run_name: str | None = _f(None, "folder under runs_dir for this run; default: the (first) dataset's name")
     runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
     resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
+    init_from: str | None = _f(
+        None,
+        "fine-tune: a new run starting from this checkpoint's weights, architecture and tokenizer (optimizer,"
+        " schedule, counters and data are new); e.g. weights/<file>.pt from download_weights.py --url",
+    )
+    init_from_sha256: str | None = _f(None, "SHA-256 of the --init_from file (recorded by train.py)", flag=False)
+    freeze: str = _f(
+        "none", "fine-tuning: parameters that get no updates for --freeze_epochs epochs (conv: the convolutional"
+        " front-end; encoder: all but the output layer)", choices=["none", "conv", "encoder"]
+    )
+    freeze_epochs: int = _f(0, "epochs during which --freeze applies")
     augment: str = _f(
         "none",
         "training augmentation preset (AUGMENT_PRESETS; `default` for real training data; none keeps the example"
@@ -295,7 +306,7 @@ class WeightsConfig:
 
 # A resumed run continues its batches, its schedule and its weights: these cannot change with --resume
 # (nor can any ModelConfig field). Everything else (lr, epochs, evaluation, augmentation, ...) can, and takes effect.
-FIXED_ON_RESUME = ("dataset", "model", "seed", "batch_seconds", "grad_accum", "max_duration")
+FIXED_ON_RESUME = ("dataset", "model", "init_from", "seed", "batch_seconds", "grad_accum", "max_duration")
 
 
 @dataclass(frozen=True)
