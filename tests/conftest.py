@@ -40,3 +40,19 @@ def write_custom_dir(root: Path, items: dict[str, tuple[np.ndarray, int, str | N
         if text is not None:
             (root / "transcriptions" / f"{utt_id}.txt").write_text(text + "\n")
     return root
+
+
+SHORTEST = ["2830-3980-0043", "8455-210777-0068", "4507-16021-0012", "1034-121119-0046"]
+
+
+@pytest.fixture
+def tiny_set(tmp_path, librispeech_fixtures):
+    """The four shortest LibriSpeech fixtures (about 10 s of audio) as a CustomDir."""
+    root = tmp_path / "tiny"
+    (root / "audio").mkdir(parents=True)
+    (root / "transcriptions").mkdir()
+    for utt in SHORTEST:
+        (audio,) = (LIBRISPEECH_FIXTURES / "audio").glob(f"{utt}.*")
+        shutil.copy(audio, root / "audio")
+        shutil.copy(LIBRISPEECH_FIXTURES / "transcriptions" / f"{utt}.txt", root / "transcriptions")
+    return root

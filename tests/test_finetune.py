@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 from loopback import LoopbackServer
-from test_train import tiny_set  # noqa: F401 (fixture)
 
 import download_weights
 import train
@@ -18,7 +17,7 @@ from asr.text import BLANK, LETTERS, CharTokenizer
 
 
 @pytest.fixture
-def source(tmp_path, tiny_set):  # noqa: F811
+def source(tmp_path, tiny_set):
     """A tiny model trained for two steps: the checkpoint to fine-tune from."""
     args = ["--dataset", str(tiny_set), "--runs_dir", str(tmp_path / "src"), "--model", "tiny", "--no-tensorboard"]
     return train.main([*args, "--epochs", "1", "--max_steps", "2"])["run_dir"] / "last.pt"
@@ -28,7 +27,7 @@ def _finetune(data, runs, init_from, *extra) -> list[str]:
     return ["--dataset", str(data), "--runs_dir", str(runs), "--init_from", str(init_from), "--no-tensorboard", *extra]
 
 
-def test_a_downloaded_checkpoint_is_the_exact_start_with_a_fresh_optimizer(tmp_path, tiny_set, source, monkeypatch):  # noqa: F811
+def test_a_downloaded_checkpoint_is_the_exact_start_with_a_fresh_optimizer(tmp_path, tiny_set, source, monkeypatch):
     server = LoopbackServer()
     server.state.files["/src.pt"] = source.read_bytes()
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
@@ -61,7 +60,7 @@ def test_a_downloaded_checkpoint_is_the_exact_start_with_a_fresh_optimizer(tmp_p
     assert config["model"] == "tiny" and config["model_config"] == dataclasses.asdict(MODEL_PRESETS["tiny"])
 
 
-def test_flags_that_contradict_the_checkpoint_are_refused(tmp_path, tiny_set, source):  # noqa: F811
+def test_flags_that_contradict_the_checkpoint_are_refused(tmp_path, tiny_set, source):
     expected = r"of .*last.pt: --rnn_hidden 32 \(the checkpoint's is 64\), --model small \(the checkpoint's is tiny\)"
     with pytest.raises(ValueError, match=expected):
         train.main(_finetune(tiny_set, tmp_path / "ft", source, "--rnn_hidden", "32", "--model", "small"))
@@ -71,7 +70,7 @@ def test_flags_that_contradict_the_checkpoint_are_refused(tmp_path, tiny_set, so
     assert settings.model == MODEL_PRESETS["tiny"]  # agreeing flags, and the folder recipe's default `small`, are fine
 
 
-def test_a_tokenizer_that_cannot_spell_the_data_is_refused(tmp_path, tiny_set):  # noqa: F811
+def test_a_tokenizer_that_cannot_spell_the_data_is_refused(tmp_path, tiny_set):
     tokenizer = CharTokenizer([BLANK, " ", "'", *[c for c in LETTERS if c != "e"]])
     model = DeepSpeech2(dataclasses.replace(MODEL_PRESETS["tiny"], vocab_size=len(tokenizer)))
     save_checkpoint(tmp_path / "no-e.pt", model_state(model, tokenizer))
@@ -81,7 +80,7 @@ def test_a_tokenizer_that_cannot_spell_the_data_is_refused(tmp_path, tiny_set): 
         train.main(_finetune(tiny_set, tmp_path / "ft", tmp_path / "no-e.pt"))
 
 
-def test_a_fine_tuning_run_resumes_exactly(tmp_path, tiny_set, source):  # noqa: F811
+def test_a_fine_tuning_run_resumes_exactly(tmp_path, tiny_set, source):
     common = ("--epochs", "2", "--batch_seconds", "3", "--lr", "1e-3", "--freeze", "conv", "--freeze_epochs", "1")
     full = train.main(_finetune(tiny_set, tmp_path / "a", source, *common))
     cut = train.main(_finetune(tiny_set, tmp_path / "b", source, *common, "--max_steps", "3"))
