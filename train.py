@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from asr.audio import TorchaudioError, torchaudio
@@ -68,6 +69,7 @@ from asr.text import CharTokenizer
 def main(argv: list[str] | None = None) -> dict:
     settings, resumed = resolve_config(argv)
     torchaudio()  # a torchaudio that cannot load fails here, in one line, before anything is written
+    init_distributed()  # under torchrun: one process per device; only rank 0 prints, logs and saves
     config = settings.train
     run_dir = run_folder(config)
     print(json.dumps(settings.as_dict(), indent=2))
@@ -87,19 +89,21 @@ def main(argv: list[str] | None = None) -> dict:
     # stops the run here, before its folder exists.
     data = build_data(settings, tokenizer, model)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(settings.as_dict(), indent=2) + "\n")
+    if is_main():
+        (run_dir / "config.json").write_text(json.dumps(settings.as_dict(), indent=2) + "\n")
 
     optim = build_optimizer(config, model, data.steps_per_epoch)
     state = TrainState()
     if resumed is not None:
         restore(resumed, model, optim, state, config)
-    log = TrainLog(run_dir / "tensorboard", config.tensorboard, purge_step=state.step or None)
+    log = TrainLog(run_dir / "tensorboard", config.tensorboard and is_main(), purge_step=state.step or None)
     log.config(settings.as_dict(), state.step)
     if data.dataset.augmenter is not None and state.step == 0:
         log.augmentations(data.train, settings.augment, config.seed, data.dataset.featurize)
 
     def save(name: str) -> None:
-        save_checkpoint(run_dir / name, checkpoint_dict(model, tokenizer, optim, state, settings))
+        if is_main():
+            save_checkpoint(run_dir / name, checkpoint_dict(model, tokenizer, optim, state, settings))
 
     stopped = False
     while state.epoch < config.epochs and not stopped:
@@ -109,15 +113,11 @@ def main(argv: list[str] | None = None) -> dict:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         # Evaluate on schedule, and always when cut short (the last evaluation did not see the final weights).
         if stopped or state.epoch % config.eval_every == 0 or state.epoch == config.epochs:
-            result = evaluate(model, data.eval, tokenizer, config, device, amp, data.eval_loader)
-            log.eval(result, state.step, data.eval, data.dataset.featurize)
-            tqdm.write(f"eval at step {state.step} (epoch {state.epoch}): {result.summary()}")
-            state.load_errors += [e for e in result.errors if e not in state.load_errors]
-            if state.record(result.scores.wer):
-                save("best.pt")
+            evaluate_and_keep_best(model, tokenizer, data, state, config, device, amp, log, save)
         save("last.pt")  # after the evaluation, so that it carries the best WER so far
 
     log.close()
+    finish_distributed(model)
     print(f"done: {state.step} steps, {state.skipped_steps} skipped; best eval WER {100 * state.best_wer:.2f}%; "
           f"checkpoints in {run_dir}")  # fmt: skip
     if state.load_errors:
@@ -248,7 +248,7 @@ class TrainData:
         return self.loader
 
     def batches_in_epoch(self, epoch: int) -> int:
-        return len(self.sampler.batches(epoch))
+        return len(self.sampler.rank_batches(epoch))
 
 
 def build_data(settings: Settings, tokenizer: CharTokenizer, model: DeepSpeech2) -> TrainData:
@@ -280,7 +280,9 @@ def build_data(settings: Settings, tokenizer: CharTokenizer, model: DeepSpeech2)
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
     augmenter = Augmenter(settings.augment) if config.augment != "none" else None
     dataset = SpeechDataset(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
-    sampler = BucketBatchSampler([u.duration for u in train_utts], config.batch_seconds, seed=config.seed)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    durations = [u.duration for u in train_utts]
+    sampler = BucketBatchSampler(durations, config.batch_seconds, seed=config.seed, rank=rank, world=world)
     pin = next(model.parameters()).is_cuda
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers, pin_memory=pin
@@ -288,7 +290,7 @@ def build_data(settings: Settings, tokenizer: CharTokenizer, model: DeepSpeech2)
     val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers)
     # The schedule length comes from the epoch count only (not --max_steps), so a run cut short
     # and resumed follows the same learning-rate curve as an uninterrupted one.
-    steps = math.ceil(len(sampler.batches(1)) / config.grad_accum)
+    steps = math.ceil(len(sampler.rank_batches(1)) / config.grad_accum)
     return TrainData(train_utts, eval_utts, dataset, sampler, loader, val, steps)
 
 
@@ -342,9 +344,14 @@ def forward_backward(model: DeepSpeech2, optim: Optimization, batch: dict, devic
     return loss.item()
 
 
-def apply_gradients(model: DeepSpeech2, optim: Optimization, batches: int, grad_clip: float) -> float:
-    """One optimizer update from the gradients of `batches` accumulated batches (their mean), clipped.
-    Returns the gradient norm before clipping; non-finite (fp16 overflow): no update."""
+def apply_gradients(model: DeepSpeech2, optim: Optimization, batches: int, grad_clip: float) -> float | None:
+    """One optimizer update from the gradients of `batches` accumulated batches (their mean), clipped; under DDP
+    the mean over every process's batches. Returns the gradient norm before clipping (non-finite, e.g. an fp16
+    overflow: no update), or None when no process had a usable batch (nothing happens)."""
+    batches = _sum_over_processes(model, batches)
+    if batches == 0:
+        optim.optimizer.zero_grad(set_to_none=True)
+        return None
     optim.scaler.unscale_(optim.optimizer)  # so the clipping threshold applies to true gradients
     if batches > 1:
         for p in model.parameters():
@@ -357,6 +364,19 @@ def apply_gradients(model: DeepSpeech2, optim: Optimization, batches: int, grad_
     optim.optimizer.zero_grad(set_to_none=True)
     optim.scheduler.step()
     return grad_norm
+
+
+def _sum_over_processes(model: DeepSpeech2, batches: int) -> int:
+    """DDP: add up every process's gradients and batch count (a no-op in a plain run)."""
+    if not dist.is_initialized():
+        return batches
+    count = torch.tensor([float(batches)], device=next(model.parameters()).device)
+    dist.all_reduce(count)
+    for p in model.parameters():
+        if p.grad is None:  # a process whose window had no usable batch still takes part
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+    return int(count.item())
 
 
 def train_step(model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool) -> float:
@@ -403,13 +423,16 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
     window may be shorter and is averaged over its real size. Returns True when --max_steps stopped it."""
     model.train()
     freeze_for_epoch(model, config, state.epoch)
-    pending: list[float] = []  # losses of the batches whose gradients wait for the next update
+    # Windows count batches read, usable or not, so that every DDP process closes them at the same batch.
+    window, pending = 0, []  # batches read since the last update; losses of the usable ones
     seconds, tic, grad_norm = 0.0, time.perf_counter(), math.nan
     n_batches = data.batches_in_epoch(state.epoch)
     # disable=None: a live bar on a terminal, nothing in log files (the epoch summary line still prints)
-    bar = tqdm(data.batches(state), desc=f"epoch {state.epoch}", leave=False, dynamic_ncols=True, disable=None)
+    bar = tqdm(data.batches(state), desc=f"epoch {state.epoch}", leave=False, dynamic_ncols=True,
+               disable=None if is_main() else True)  # fmt: skip
     for batch in bar:
         state.batch_in_epoch += 1
+        window += 1
         for error in batch["errors"]:
             state.load_errors.append(error)
             tqdm.write(f"skipped unreadable file: {error}")
@@ -418,14 +441,16 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
             state.skipped_steps += math.isnan(loss)
             pending += [] if math.isnan(loss) else [loss]
             seconds += float(batch["feature_lengths"].sum()) * 0.01  # 10 ms per feature frame
-        if not pending or (len(pending) < config.grad_accum and state.batch_in_epoch < n_batches):
-            continue  # keep accumulating; an epoch's last batch always ends with an update
+        if window < config.grad_accum and state.batch_in_epoch < n_batches:
+            continue  # keep accumulating; an epoch's last batch always ends the window
         grad_norm = apply_gradients(model, optim, len(pending), config.grad_clip)
+        losses, window, pending = pending, 0, []
+        if grad_norm is None:
+            continue  # no usable batch in the window: no update
         state.step += 1
         state.skipped_steps += not math.isfinite(grad_norm)  # fp16 overflow or a bad batch: weights untouched
-        state.losses.append(sum(pending) / len(pending))
+        state.losses.append(sum(losses) / len(losses) if losses else math.nan)  # this process's batches
         state.since_log.append(state.losses[-1])
-        pending = []
         rate = seconds / (time.perf_counter() - tic)
         bar.set_postfix(loss=f"{state.losses[-1]:.3f}", audio_s_per_s=f"{rate:.1f}", step=state.step)
         if state.step % config.log_every == 0:
@@ -493,6 +518,50 @@ def evaluate(model, utterances, tokenizer, config, device, amp, loader) -> EvalR
         greedy_on_beam_subset=score([(references[i], greedy[i]) for i in ids]) if ids else None,
         errors=errors,
     )
+
+
+def evaluate_and_keep_best(model, tokenizer, data, state, config, device, amp, log: TrainLog, save) -> None:
+    """Rank 0 evaluates on the whole eval set (the other processes wait), logs, and keeps best.pt."""
+    if is_main():
+        result = evaluate(model, data.eval, tokenizer, config, device, amp, data.eval_loader)
+        log.eval(result, state.step, data.eval, data.dataset.featurize)
+        tqdm.write(f"eval at step {state.step} (epoch {state.epoch}): {result.summary()}")
+        state.load_errors += [e for e in result.errors if e not in state.load_errors]
+        if state.record(result.scores.wer):
+            save("best.pt")
+    if dist.is_initialized():
+        dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------- processes (DDP)
+
+
+def init_distributed() -> None:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK); nothing for a plain run.
+    Other ranks than 0 keep quiet: their stdout goes nowhere (errors still reach stderr)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" below is this process's GPU
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if not is_main():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+
+
+def is_main() -> bool:
+    """True in a plain run and in the DDP process of rank 0."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def finish_distributed(model: DeepSpeech2) -> None:
+    """Check that every process ended with the same weights (they must: same start, same averaged updates)."""
+    if not dist.is_initialized():
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    gathered = [torch.empty_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    assert all(torch.equal(g, checksum) for g in gathered), "DDP processes ended with different weights"
+    dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

@@ -262,15 +262,26 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     first stabilise early CTC training); later epochs sort by jittered duration, so
     batch composition varies, then shuffle the batch order. Everything is a pure
     function of (seed, epoch), and `set_epoch(epoch, start)` resumes mid-epoch.
+    Under DDP every process builds the same global list and iterates its own share
+    (`rank_batches`): each `world`-th batch, all shares the same length.
     """
 
-    def __init__(self, durations: list[float], batch_seconds: float, seed: int = 0, sortagrad: bool = True):
+    def __init__(
+        self,
+        durations: list[float],
+        batch_seconds: float,
+        seed: int = 0,
+        sortagrad: bool = True,
+        rank: int = 0,
+        world: int = 1,
+    ):
         if batch_seconds <= 0:
             raise ValueError(f"batch_seconds must be positive, got {batch_seconds}")
         self.durations = np.asarray(durations, dtype=np.float64)
         self.batch_seconds = batch_seconds
         self.seed = seed
         self.sortagrad = sortagrad
+        self.rank, self.world = rank, world
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -298,11 +309,20 @@ class BucketBatchSampler(torch.utils.data.Sampler):
             batches = [batches[j] for j in rng.permutation(len(batches))]
         return batches
 
+    def rank_batches(self, epoch: int) -> list[list[int]]:
+        """This process's batches of `epoch`: global batches rank, rank + world, ... The list is first
+        extended by wrapping round to a multiple of `world`, because DDP hangs when processes take
+        different numbers of steps; so up to world - 1 batches run twice per epoch."""
+        batches = self.batches(epoch)
+        per_rank = -(-len(batches) // self.world)  # ceil
+        batches = (batches * self.world)[: per_rank * self.world]
+        return batches[self.rank :: self.world]
+
     def __len__(self) -> int:
-        return len(self.batches(self.epoch)) - self.start
+        return len(self.rank_batches(self.epoch)) - self.start
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches(self.epoch)[self.start :]
+        yield from self.rank_batches(self.epoch)[self.start :]
 
     def padding_waste(self, epoch: int = 1) -> float:
         """Share of padded frames in the batches of `epoch` (0 = no padding)."""
