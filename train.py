@@ -145,12 +145,12 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
     if "resume" not in train:
         config = TrainConfig(**(RECIPES[recipe_name(train.get("dataset", TrainConfig.dataset))] | train))
         config, model = architecture(config, train, arch)
-        augment = dataclasses.replace(AUGMENT_PRESETS[config.augment], **aug)
+        augment = replace(AUGMENT_PRESETS[config.augment], **aug)
         return Settings(size_for_machine(config), model, augment), None
     state = load_checkpoint(train["resume"])
     if "train_config" not in state:
         raise ValueError(f"{train['resume']} holds no training state (it is an inference-only checkpoint)")
-    saved = dataclasses.replace(TrainConfig(**state["train_config"]), max_steps=None)
+    saved = replace(TrainConfig(**state["train_config"]), max_steps=None)
     model = ModelConfig(**state["model_config"])
     fixed = [(f"--{k}", v, getattr(saved, k)) for k, v in train.items() if k in FIXED_ON_RESUME]
     fixed += [(f"--{k}", v, getattr(model, k)) for k, v in arch.items()]
@@ -160,16 +160,16 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
             f"a resumed run keeps its data, batches, seed and architecture: {', '.join(changed)}. "
             "Start a new run with --run_name NAME to change them"
         )
-    config = dataclasses.replace(saved, **train)
+    config = replace(saved, **train)
     base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
-    return Settings(size_for_machine(config), model, dataclasses.replace(base, **aug)), state
+    return Settings(size_for_machine(config), model, replace(base, **aug)), state
 
 
 def architecture(config: TrainConfig, train: dict, arch: dict) -> tuple[TrainConfig, ModelConfig]:
     """The --model preset with ModelConfig flags on top; or, fine-tuning, the --init_from checkpoint's
     architecture, which flags given on the command line must not contradict (recipe defaults never do)."""
     if config.init_from is None:
-        return config, dataclasses.replace(MODEL_PRESETS[config.model], vocab_size=len(CharTokenizer()), **arch)
+        return config, replace(MODEL_PRESETS[config.model], vocab_size=len(CharTokenizer()), **arch)
     source = ModelConfig(**load_checkpoint(config.init_from)["model_config"])
     clashes = [
         f"--{k} {v} (the checkpoint's is {getattr(source, k)})" for k, v in arch.items() if v != getattr(source, k)
@@ -197,7 +197,7 @@ def size_for_machine(config: TrainConfig) -> TrainConfig:
             batch_seconds = DEVICE_BATCH_SECONDS.get(device.type, DEVICE_BATCH_SECONDS["cpu"])
     if workers is None:
         workers = min(8, max(0, (os.cpu_count() or 1) - 1))
-    return dataclasses.replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
+    return replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
 
 
 def run_folder(config: TrainConfig) -> Path:
