@@ -14,13 +14,19 @@ Backends:
   importable).
 
 Words are matched case-insensitively: the tokenizer's `normalize()` lowercases, the official LibriSpeech LMs
-are uppercase, so ARPA words are lowercased at load (when two spellings collide, the more probable wins) and
-KenLM queries use the model's case.
+are uppercase, and a true-cased LM may hold several spellings of one word ("the", "The"). Both backends follow
+one rule, so they agree: a word is scored as its most probable spelling in the LM given the context (the
+first in the ARPA's 1-gram order on a tie), and the context goes on with that spelling. A word with one
+spelling costs one lookup, as before. `<unk>` may be spelled in any case (e.g. "<UNK>"); `<s>` and `</s>`
+must be lowercase, as KenLM requires.
 
 `python -m asr.lm build --text corpus.txt --order 3 --out lm.arpa` builds an interpolated modified
 Kneser-Ney model (Chen & Goodman 1998; Heafield et al. 2013, the method of KenLM's lmplz; no pruning) from a
 text file, normalised with `asr.text.normalize`, one sentence per line or split from running prose by
-`asr.sentences` (the splitter `benchmarks/synth_corpus.py` uses too).
+`asr.sentences` (the splitter `benchmarks/synth_corpus.py` uses too). Its discounts are estimated per order
+from the counts of counts, as lmplz does (`kneser_ney_discounts`), and printed; on the same sentences the
+model equals lmplz's (every probability and backoff weight within 1e-6 in natural log; tests/test_lm.py
+keeps lmplz's numbers for a 3-gram of Pride and Prejudice).
 """
 
 import argparse
@@ -31,7 +37,7 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 
 from asr.sentences import gutenberg_body, split_sentences
@@ -116,19 +122,27 @@ class ArpaLM(NGramLM):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = str(path)
-        self._ids: dict[str, int] = {}
+        self._ids: dict[str, int] = {}  # word as spelled in the file -> id (ids in 1-gram order)
         self._prob: dict[tuple[int, ...], float] = {}  # n-gram -> natural-log probability
         self._bow: dict[tuple[int, ...], float] = {}  # context -> natural-log backoff weight (absent = 0)
         self.order = self._read(Path(path))
-        self._ids.setdefault(UNK, len(self._ids))
-        self._unk = self._ids[UNK]
-        self._prob.setdefault((self._unk,), KENLM_UNK_LOG10 * LN10)
         for special in (BOS, EOS):
             if special not in self._ids:
-                raise ValueError(f"{path}: the ARPA file has no {special} unigram; is it a sentence-level LM?")
+                raise ValueError(
+                    f"{path}: the ARPA file has no {special} unigram (spelled in lowercase); is it a sentence-level LM?"
+                )
+        unk = _unk_spelling(self._ids)  # "<unk>", another spelling of it, or None: added with KenLM's probability
+        self._unk = self._ids[unk] if unk is not None else len(self._ids)
+        self._ids.setdefault(UNK, self._unk)
+        self._prob.setdefault((self._unk,), KENLM_UNK_LOG10 * LN10)
         self._bos = self._ids[BOS]
         self._eos = self._ids[EOS]
-        self._words = sorted(w for w in self._ids if w not in (BOS, EOS, UNK))
+        # lowercased word -> the ids of its spellings, in file order; <s> is never predicted, so it is not here
+        self._spellings: dict[str, tuple[int, ...]] = {}
+        for word, wid in self._ids.items():
+            if wid not in (self._bos, self._unk) and word.lower() != UNK:
+                self._spellings[word.lower()] = (*self._spellings.get(word.lower(), ()), wid)
+        self._words = sorted(w for w in self._spellings if w != EOS)
 
     def __len__(self) -> int:
         return len(self._prob)
@@ -137,16 +151,38 @@ class ArpaLM(NGramLM):
         return (self._bos,) if self.order > 1 else ()
 
     def logprob(self, context: Iterable[str], word: str) -> float:
-        """Natural-log p(word | context words), with backoff; for tests and inspection."""
-        ids = tuple(self._ids.get(w.lower(), self._unk) for w in context)
-        return self._logprob(ids[max(0, len(ids) - self.order + 1) :], self._ids.get(word.lower(), self._unk))
+        """Natural-log p(word | context words), with backoff; for tests and inspection.
+
+        Spellings are chosen word by word from the start of the context, by the rule of the module docstring.
+        """
+        ids: tuple[int, ...] = ()
+        for w in context:
+            ids = self._history(ids + (self._bos if w == BOS else self._spelling(self._history(ids), w)[1],))
+        return self._spelling(self._history(ids), word)[0]
+
+    def _history(self, ids: tuple[int, ...]) -> tuple[int, ...]:
+        """The last order - 1 ids: all the context an n-gram model looks at."""
+        return ids[max(0, len(ids) - self.order + 1) :] if self.order > 1 else ()
 
     def _score(self, state, word):
-        wid = self._ids.get(word.lower())
-        oov = wid is None or wid == self._bos
-        if oov:
-            wid = self._unk
-        return self._logprob(state, wid), self._next_state(state, wid), oov
+        lp, wid, oov = self._spelling(state, word)
+        return lp, self._next_state(state, wid), oov
+
+    def _spelling(self, context: tuple[int, ...], word: str) -> tuple[float, int, bool]:
+        """(natural-log p, id, is OOV) of the most probable spelling of `word` after `context`."""
+        ids = self._spellings.get(word)
+        if ids is None:
+            ids = self._spellings.get(word.lower())
+            if ids is None:
+                return self._logprob(context, self._unk), self._unk, True
+        if len(ids) == 1:
+            return self._logprob(context, ids[0]), ids[0], False
+        best, best_id = -math.inf, ids[0]
+        for wid in ids:
+            lp = self._logprob(context, wid)
+            if lp > best:  # a tie keeps the earlier spelling
+                best, best_id = lp, wid
+        return best, best_id, False
 
     def _end(self, state):
         return self._logprob(state, self._eos)
@@ -212,7 +248,7 @@ class ArpaLM(NGramLM):
         return max(counts)
 
     def _add(self, parts: list[str], n: int, path: Path, lineno: int) -> None:
-        words = [w.lower() for w in parts[1 : n + 1]]
+        words = parts[1 : n + 1]
         prob = float(parts[0]) * LN10
         if n == 1:
             ids = (self._ids.setdefault(words[0], len(self._ids)),)
@@ -221,8 +257,6 @@ class ArpaLM(NGramLM):
                 ids = tuple(self._ids[w] for w in words)
             except KeyError as e:
                 raise ValueError(f"{path}:{lineno}: word {e.args[0]!r} is not among the 1-grams") from None
-        if ids in self._prob and self._prob[ids] >= prob:
-            return  # a case variant of an n-gram already read (e.g. "The" and "THE"): keep the more probable
         self._prob[ids] = prob
         if len(parts) > n + 1:
             bow = float(parts[n + 1]) * LN10
@@ -249,14 +283,16 @@ class KenLM(NGramLM):
             vocabulary = _arpa_unigrams(Path(path))
         words = list(vocabulary) if vocabulary is not None else []
         self._vocabulary = words or None  # as given, for __reduce__
-        plain = [w for w in words if w.lower() not in (BOS, EOS, UNK)]
-        if plain:
-            upper = sum(w.isupper() for w in plain) > sum(w.islower() for w in plain)
-        else:  # a binary without a word list: ask the model about common words
-            probes = ["the", "and", "of", "to", "a", "in", "that", "is"]
-            upper = sum(w.upper() in self._model for w in probes) > sum(w in self._model for w in probes)
-        self._case = str.upper if upper else str.lower
-        self._words = sorted({w.lower() for w in words} - {BOS, EOS, UNK})
+        # lowercased word -> its spellings in the model, in word-list order (see the module docstring);
+        # without a word list (a binary): filled on first use from the lower, upper and capitalised forms
+        self._spellings: dict[str, tuple[str, ...]] = {}
+        for w in words:
+            if w in self._model and w not in (BOS, UNK) and w.lower() != UNK:
+                self._spellings[w.lower()] = (*self._spellings.get(w.lower(), ()), w)
+        self._complete = bool(words)
+        # what an OOV word is scored as: <unk> itself, or an ARPA's other spelling of it such as "<UNK>"
+        self._unk = _unk_spelling(dict.fromkeys(words)) or UNK
+        self._words = sorted(w for w in self._spellings if w != EOS)
 
     def __reduce__(self):
         # kenlm models cannot be pickled; a process-pool worker reloads (or memory-maps) the file instead
@@ -268,13 +304,46 @@ class KenLM(NGramLM):
         return state
 
     def _score(self, state, word):
-        out = self._kenlm.State()
-        word = self._case(word)
-        lp = self._model.BaseScore(state, word, out)
-        return lp * LN10, out, word not in self._model
+        spellings = self._spellings.get(word)
+        if spellings is None:
+            spellings = self._spellings_of(word.lower())
+        if not spellings:
+            out = self._kenlm.State()
+            return self._model.BaseScore(state, self._unk, out) * LN10, out, True
+        best, best_out = -math.inf, None
+        for spelling in spellings:
+            out = self._kenlm.State()
+            lp = self._model.BaseScore(state, spelling, out)
+            if lp > best:  # a tie keeps the earlier spelling
+                best, best_out = lp, out
+        return best * LN10, best_out, False
+
+    def _spellings_of(self, word: str) -> tuple[str, ...]:
+        """The model's spellings of a lowercase word (probed in the model when there is no word list)."""
+        if word in self._spellings or self._complete:
+            return self._spellings.get(word, ())
+        probes = dict.fromkeys((word, word.upper(), word.capitalize()))
+        found = self._spellings[word] = tuple(w for w in probes if w in self._model and w not in (BOS, UNK))
+        return found
 
     def _end(self, state):
         return self._model.BaseScore(state, EOS, self._kenlm.State()) * LN10
+
+
+def perplexity(lm: NGramLM, sentences: Iterable[str]) -> float:
+    """exp(-mean natural-log probability per token) of `sentences` (normalised, space-separated) under `lm`.
+
+    Tokens are the words and one </s> per sentence (not <s>); out-of-vocabulary words are scored as <unk> and
+    counted, as KenLM's `Model.perplexity` does.
+    """
+    total, tokens = 0.0, 0
+    for sentence in sentences:
+        words = sentence.split()
+        total += lm.sentence_score(words)
+        tokens += len(words) + 1
+    if not tokens:
+        raise ValueError("no sentences to compute a perplexity on")
+    return math.exp(-total / tokens)
 
 
 def load_lm(path: str | Path, *, backend: str = "auto", vocabulary: str | Path | None = None) -> NGramLM:
@@ -314,6 +383,13 @@ def load_lm(path: str | Path, *, backend: str = "auto", vocabulary: str | Path |
     return KenLM(path, words)
 
 
+def _unk_spelling(words: dict[str, object]) -> str | None:
+    """How an LM's words spell <unk>: "<unk>" if present, else the first case variant such as "<UNK>", else None."""
+    if UNK in words:
+        return UNK
+    return next((w for w in words if w.lower() == UNK), None)
+
+
 def _is_arpa(path: Path) -> bool:
     """ARPA files start (after blank lines or comments) with \\data\\; KenLM binaries do not."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -348,45 +424,33 @@ def _arpa_unigrams(path: Path) -> list[str]:
 # Building an ARPA file: interpolated modified Kneser-Ney
 
 
-def build_arpa(sentences: Iterable[str], order: int = 3) -> str:
+def build_arpa(sentences: Iterable[str], order: int = 3, *, log: Callable[[str], None] | None = None) -> str:
     """ARPA text of an interpolated modified Kneser-Ney model of `sentences` (normalised, space-separated).
 
     The model is exactly normalised: for every history, p(w | h) over the vocabulary (all words, </s> and
     <unk>, but not <s>) sums to 1. Lower orders use continuation counts (how many distinct words precede an
     n-gram), except n-grams starting with <s>, which nothing can precede; the unigram distribution is
     interpolated with a uniform one, which is where <unk> gets its probability. Three discounts per order
-    come from counts of counts; a corpus too small for them uses 0.5, 1, 1.5 (like lmplz --discount_fallback).
+    (`kneser_ney_discounts`) come from the counts of counts of that order's counts as used, as lmplz does.
+    log: an optional callable given one line per order: the counts of counts and the discounts.
     """
     if order < 1:
         raise ValueError(f"order must be >= 1, got {order}")
-    raw = [Counter() for _ in range(order + 1)]  # raw[n][ngram]
-    for sentence in sentences:
-        if not sentence.split():
-            continue
-        tokens = (BOS, *sentence.split(), EOS)
-        for n in range(1, order + 1):
-            counter = raw[n]
-            for i in range(len(tokens) - n + 1):
-                counter[tokens[i : i + n]] += 1
-    del raw[1][(BOS,)]
-    if not raw[1]:
-        raise ValueError("no text to build a language model from")
-
-    # adjusted counts: raw at the highest order and for n-grams starting with <s>, continuation counts below
-    adjusted = [Counter() for _ in range(order + 1)]
-    adjusted[order] = raw[order]
-    for n in range(order - 1, 0, -1):
-        cont = Counter(g[1:] for g in raw[n + 1])  # distinct left neighbours, <s> included
-        for g in raw[n]:
-            adjusted[n][g] = raw[n][g] if g[0] == BOS else cont[g]
-        # every n-gram with a predecessor shows up in cont; guard against a broken invariant
-        assert all(c > 0 for c in adjusted[n].values())
-
-    vocab = sorted({g[0] for g in raw[1]} | {UNK})
+    adjusted = _adjusted_counts(sentences, order)
+    vocab = sorted({g[0] for g in adjusted[1]} | {UNK})
     prob: list[dict[tuple[str, ...], float]] = [{} for _ in range(order + 1)]
     bow: list[dict[tuple[str, ...], float]] = [{} for _ in range(order + 1)]
     for n in range(1, order + 1):
-        discounts = _discounts(adjusted[n])
+        counts_of_counts = _counts_of_counts(adjusted[n])
+        discounts = kneser_ney_discounts(*counts_of_counts)
+        if log is not None:
+            how = "" if discounts is not None else f" (counts degenerate: fallback {_FALLBACK_DISCOUNTS})"
+            shown = discounts or _FALLBACK_DISCOUNTS
+            log(
+                f"{n}-grams: {len(adjusted[n])}, with count 1/2/3/4: {'/'.join(map(str, counts_of_counts))}; "
+                f"discounts D1 {shown[0]:.4f} D2 {shown[1]:.4f} D3+ {shown[2]:.4f}{how}"
+            )
+        discounts = discounts or _FALLBACK_DISCOUNTS
         by_history: dict[tuple[str, ...], list[tuple[str, int]]] = defaultdict(list)
         for g, c in adjusted[n].items():
             by_history[g[:-1]].append((g[-1], c))
@@ -405,17 +469,57 @@ def build_arpa(sentences: Iterable[str], order: int = 3) -> str:
     return _format_arpa(prob, bow, order)
 
 
-def _discounts(counts: Counter) -> tuple[float, float, float]:
-    """Modified Kneser-Ney D1, D2, D3+ from the counts of counts (Chen & Goodman's estimate)."""
-    n = Counter(min(c, 4) for c in counts.values())
-    n1, n2, n3, n4 = n[1], n[2], n[3], n[4]
-    if min(n1, n2, n3, n4) == 0:
-        return _FALLBACK_DISCOUNTS
+def kneser_ney_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[float, float, float] | None:
+    """Modified Kneser-Ney discounts (D1, D2, D3+) from counts of counts, or None where they are degenerate.
+
+    nk: how many n-grams of one order have count exactly k. Chen & Goodman (1998, eq. 26), as in lmplz:
+    Y = n1 / (n1 + 2 n2), D1 = 1 - 2Y n2/n1, D2 = 2 - 3Y n3/n2, D3+ = 3 - 4Y n4/n3.
+    Degenerate (None; `build_arpa` then uses 0.5, 1, 1.5 like lmplz --discount_fallback): n1, n2 or n3 is 0
+    (a division by zero), or some Dk falls outside (0, k] (a discount of 0 or less would leave no mass for the
+    lower order, one above k a negative probability). n4 = 0 is fine (D3+ = 3).
+    """
+    if min(n1, n2, n3) <= 0:
+        return None
     y = n1 / (n1 + 2 * n2)
     d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
-    if not all(0 < dk < k for k, dk in enumerate(d, 1)):
-        return _FALLBACK_DISCOUNTS
+    if not all(0 < dk <= k for k, dk in enumerate(d, 1)):
+        return None
     return d
+
+
+def _adjusted_counts(sentences: Iterable[str], order: int) -> list[Counter]:
+    """adjusted[n][ngram]: the counts Kneser-Ney discounts, per order n (adjusted[0] is unused).
+
+    Raw counts at the highest order and for n-grams starting with <s>; below, continuation counts (the number
+    of distinct words seen before the n-gram, <s> included). The <s> unigram is left out: it is never predicted.
+    """
+    raw = [Counter() for _ in range(order + 1)]  # raw[n][ngram]
+    for sentence in sentences:
+        if not sentence.split():
+            continue
+        tokens = (BOS, *sentence.split(), EOS)
+        for n in range(1, order + 1):
+            counter = raw[n]
+            for i in range(len(tokens) - n + 1):
+                counter[tokens[i : i + n]] += 1
+    del raw[1][(BOS,)]
+    if not raw[1]:
+        raise ValueError("no text to build a language model from")
+    adjusted = [Counter() for _ in range(order + 1)]
+    adjusted[order] = raw[order]
+    for n in range(order - 1, 0, -1):
+        cont = Counter(g[1:] for g in raw[n + 1])  # distinct left neighbours, <s> included
+        for g in raw[n]:
+            adjusted[n][g] = raw[n][g] if g[0] == BOS else cont[g]
+        # every n-gram with a predecessor shows up in cont; guard against a broken invariant
+        assert all(c > 0 for c in adjusted[n].values())
+    return adjusted
+
+
+def _counts_of_counts(counts: Counter) -> tuple[int, int, int, int]:
+    """(n1, n2, n3, n4): how many entries have count exactly 1, 2, 3 and 4 (not "4 or more")."""
+    n = Counter(c for c in counts.values() if c <= 4)
+    return n[1], n[2], n[3], n[4]
 
 
 def _interpolated(prob: list[dict], bow: list[dict], history: tuple[str, ...], word: str) -> float:
@@ -483,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.exclude:
         excluded = {normalize(line) for line in Path(args.exclude).read_text().splitlines()}
         sentences = [s for s in sentences if s not in excluded]
-    arpa = build_arpa(sentences, args.order)
+    arpa = build_arpa(sentences, args.order, log=print)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".gz":

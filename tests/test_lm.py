@@ -4,14 +4,26 @@ import gzip
 import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from asr.lm import KENLM_UNK_LOG10, ArpaLM, build_arpa, load_lm, read_sentences
+from asr.lm import (
+    KENLM_UNK_LOG10,
+    ArpaLM,
+    _counts_of_counts,
+    build_arpa,
+    kneser_ney_discounts,
+    load_lm,
+    perplexity,
+    read_sentences,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = FIXTURES / "tiny_3gram.arpa"
+MIXED_CASE = FIXTURES / "mixed_case.arpa"
+BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "pride_and_prejudice.txt"
 LN10 = math.log(10)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +72,25 @@ def test_uppercase_lm_matches_lowercase_words(tiny):
     # the fixture is uppercase like the official LibriSpeech LMs; the tokenizer's text is lowercase
     assert tiny.score(tiny.begin(), "the")[2] is False
     assert tiny.logprob(["the"], "cat") == tiny.logprob(["THE"], "Cat") == pytest.approx(-0.4 * LN10)
+
+
+def test_mixed_case_lm_scores_the_most_probable_spelling_in_context():
+    lm = load_lm(MIXED_CASE, backend="arpa")
+    # after <s>: "The" (-0.4) beats "the" (-0.9); after "The": "cat" (-0.2) beats "Cat" (bow -0.2 + -1.5)
+    state = lm.begin()
+    for word, expected in [("the", -0.4), ("cat", -0.2)]:
+        lp, state, oov = lm.score(state, word)
+        assert lp == pytest.approx(expected * LN10, abs=1e-9) and not oov
+    assert lm.end(state) == pytest.approx(-0.3 * LN10, abs=1e-9)
+    # without <s>: "the" (-0.7) beats "The" (-1.2), then "Cat" (-0.5) beats "cat" (bow -0.3 + -1.0), and
+    # </s> follows "Cat" (bow -0.1 + -0.8)
+    assert lm.logprob(["the"], "cat") == pytest.approx(-0.5 * LN10, abs=1e-9)
+    assert lm.logprob(["the", "cat"], "</s>") == pytest.approx(-0.9 * LN10, abs=1e-9)
+    assert lm.logprob([], "THE") == lm.logprob([], "the") == pytest.approx(-0.7 * LN10, abs=1e-9)
+    # "<UNK>" is <unk>: an OOV word gets bow(<s>) + p(<UNK>)
+    lp, _, oov = lm.score(lm.begin(), "dog")
+    assert oov and lp == pytest.approx((-0.5 + -1.0) * LN10, abs=1e-9)
+    assert lm.is_prefix("th") and lm.is_prefix("ca") and not lm.is_prefix("<")
 
 
 def test_partial_word_prefixes(tiny):
@@ -111,6 +142,56 @@ def test_kneser_ney_matches_hand_computed_probabilities(tmp_path):
     assert math.exp(lm.logprob(["a"], "a")) == pytest.approx(0.5 * p["a"], abs=1e-6)
     # after <s>: raw counts (nothing precedes <s>): a twice, b once; gamma = (1.0 + 0.5) / 3
     assert math.exp(lm.logprob(["<s>"], "a")) == pytest.approx(1 / 3 + 0.5 * p["a"], abs=1e-6)
+
+
+def test_discounts_from_exact_counts_of_counts():
+    # counts 1 x5, 2 x2, 3, 4, 5, 7: n4 counts exactly-4 only (counting "4 or more" gave n4 = 3, D3+ < 0)
+    counts = Counter({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1, "f": 2, "g": 2, "h": 3, "i": 4, "j": 5, "k": 7})
+    assert _counts_of_counts(counts) == (5, 2, 1, 1)
+    # Y = 5 / (5 + 2*2) = 5/9; D1 = 1 - 2Y 2/5 = 5/9; D2 = 2 - 3Y 1/2 = 7/6; D3+ = 3 - 4Y 1/1 = 7/9
+    assert kneser_ney_discounts(5, 2, 1, 1) == pytest.approx((5 / 9, 7 / 6, 7 / 9), abs=1e-12)
+    # Y = 10/18 = 5/9; D1 = 1 - 2Y 4/10 = 5/9; D2 = 2 - 3Y 2/4 = 7/6; D3+ = 3 - 4Y 1/2 = 17/9
+    assert kneser_ney_discounts(10, 4, 2, 1) == pytest.approx((5 / 9, 7 / 6, 17 / 9), abs=1e-12)
+    assert kneser_ney_discounts(10, 4, 2, 0) == pytest.approx((5 / 9, 7 / 6, 3.0), abs=1e-12)  # no 4s: D3+ = 3
+
+
+def test_discounts_are_none_only_when_degenerate():
+    assert kneser_ney_discounts(0, 3, 2, 1) is None  # D1 divides by n1
+    assert kneser_ney_discounts(4, 0, 1, 1) is None  # D2 divides by n2
+    assert kneser_ney_discounts(5, 5, 0, 0) is None  # D3+ divides by n3
+    assert kneser_ney_discounts(1, 1, 2, 0) is None  # Y = 1/3, D2 = 2 - 3Y 2/1 = 0: no mass left for backoff
+    assert kneser_ney_discounts(1, 1, 3, 0) is None  # D2 < 0
+
+
+def test_kneser_ney_with_estimated_discounts_matches_hand_computed_unigrams(tmp_path):
+    # a unigram model of one sentence: raw counts a b c d 1, e f 2, g 3, h 4, i 5, </s> 1
+    lines: list[str] = []
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text(build_arpa(["a b c d e e f f g g g h h h h i i i i i"], order=1, log=lines.append))
+    lm = load_lm(arpa)
+    # n1 = 5 (a b c d </s>), n2 = 2, n3 = 1, n4 = 1 (i's 5 does not count): D = 5/9, 7/6, 7/9 as above
+    assert lines == ["1-grams: 10, with count 1/2/3/4: 5/2/1/1; discounts D1 0.5556 D2 1.1667 D3+ 0.7778"]
+    d1, d2, d3 = 5 / 9, 7 / 6, 7 / 9
+    total = 21  # 20 words + </s>
+    gamma = (5 * d1 + 2 * d2 + 3 * d3) / total  # spread over 11 words: a..i, </s>, <unk>
+    expected = {w: (1 - d1) / total + gamma / 11 for w in "abcd"}
+    expected |= {"e": (2 - d2) / total + gamma / 11, "g": (3 - d3) / total + gamma / 11}
+    expected |= {"i": (5 - d3) / total + gamma / 11, "</s>": (1 - d1) / total + gamma / 11, "<unk>": gamma / 11}
+    for word, prob in expected.items():
+        assert math.exp(lm.logprob([], word)) == pytest.approx(prob, rel=1e-6), word
+
+
+def test_lower_orders_estimate_discounts_from_continuation_counts():
+    # as a bigram model, the unigrams' counts are their numbers of distinct predecessors: a b c d </s> 1,
+    # e f g h i 2 (e.g. e follows d and e), so n = 5/5/0/0 (raw counts would give 5/2/1/1): degenerate
+    lines: list[str] = []
+    build_arpa(["a b c d e e f f g g g h h h h i i i i i"], order=2, log=lines.append)
+    assert lines[0] == (
+        "1-grams: 10, with count 1/2/3/4: 5/5/0/0; discounts D1 0.5000 D2 1.0000 D3+ 1.5000 "
+        "(counts degenerate: fallback (0.5, 1.0, 1.5))"
+    )
+    # bigrams, raw counts: g g 2, h h 3, i i 4, twelve others once: Y = 12/14, D2 = 2 - 3Y 1/1 < 0
+    assert lines[1].startswith("2-grams: 15, with count 1/2/3/4: 12/1/1/1;") and "fallback" in lines[1]
 
 
 SENTENCES = [
@@ -204,6 +285,7 @@ def test_kenlm_backend_agrees_with_builtin_reader(tmp_path):
     sentences = {
         TINY: ["the cat sat", "the mat", "sat the cat dog", "the the the", "cat"],
         FIXTURES / "bugs_bunny.arpa": ["bugs bunny", "buns bunny bugs", "bunny rabbit"],
+        MIXED_CASE: ["the cat", "cat the the", "dog the cat", "the", "THE CAT"],  # "the cat": -0.9 log10
         built: ["a single man of good fortune", "mister bennet had a wife", "zebra in the park", "it"],
     }
     for path, texts in sentences.items():
@@ -217,3 +299,63 @@ def test_kenlm_backend_agrees_with_builtin_reader(tmp_path):
                 assert lp1 == pytest.approx(lp2, abs=1e-4) and oov1 == oov2, (path.name, text, word)
             assert ours.end(s1) == pytest.approx(theirs.end(s2), abs=1e-4)
         assert theirs.is_prefix("ca") == ours.is_prefix("ca")
+
+
+@pytest.fixture(scope="module")
+def book_split() -> tuple[list[str], list[str]]:
+    """Pride and Prejudice's sentences: (training, held out), the held-out ones every 5th of the first 5000."""
+    if not BOOK.is_file():
+        pytest.skip(f"{BOOK} not found (../shared beside the repo)")
+    sentences = read_sentences(BOOK)
+    return [s for i, s in enumerate(sentences) if i >= 5000 or i % 5], sentences[:5000:5]
+
+
+@pytest.fixture(scope="module")
+def book_3gram(book_split, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A 3-gram ARPA of the training sentences, and the lines `build_arpa` logged."""
+    lines: list[str] = []
+    path = tmp_path_factory.mktemp("book") / "pp3.arpa"
+    path.write_text(build_arpa(book_split[0], order=3, log=lines.append))
+    return path, lines
+
+
+# KenLM's own builder on the same training sentences (one per line), `lmplz -o 3` (kenlm 0.3.0): the discounts
+# it prints ("Statistics:") and the perplexity of the held-out sentences under its ARPA (kenlm.Model.score).
+# Every n-gram probability and backoff weight of its ARPA is within 1e-6 (natural log) of ours.
+LMPLZ_DISCOUNTS = [(0.558733, 1.10759, 1.49749), (0.758177, 1.20134, 1.4506), (0.876545, 1.30905, 1.40583)]
+LMPLZ_PERPLEXITY = 172.54436
+
+
+def test_book_lm_reference_values(book_split, book_3gram):
+    # Reference values: a change here changes every LM the project builds. Before the discounts were estimated
+    # (every order fell back to 0.5, 1, 1.5) this perplexity was 203.31.
+    train, held_out = book_split
+    assert (len(train), len(held_out), sum(len(s.split()) + 1 for s in held_out)) == (4929, 1000, 21534)
+    path, lines = book_3gram
+    assert lines == [
+        "1-grams: 5952, with count 1/2/3/4: 2540/1003/534/359; discounts D1 0.5587 D2 1.1076 D3+ 1.4975",
+        "2-grams: 46344, with count 1/2/3/4: 35234/5619/1973/1008; discounts D1 0.7582 D2 1.2013 D3+ 1.4506",
+        "3-grams: 84085, with count 1/2/3/4: 75716/5332/1401/637; discounts D1 0.8765 D2 1.3091 D3+ 1.4058",
+    ]
+    counts = [(2540, 1003, 534, 359), (35234, 5619, 1973, 1008), (75716, 5332, 1401, 637)]
+    for n, (ours, theirs) in enumerate(zip(counts, LMPLZ_DISCOUNTS, strict=True), 1):
+        assert kneser_ney_discounts(*ours) == pytest.approx(theirs, abs=5e-6), f"{n}-grams"
+    ours = perplexity(load_lm(path, backend="arpa"), held_out)
+    assert ours == pytest.approx(172.5444, abs=1e-4)
+    assert ours == pytest.approx(LMPLZ_PERPLEXITY, rel=1e-6)
+
+
+def test_kenlm_reads_the_book_lm_like_the_builtin_reader(book_split, book_3gram):
+    pytest.importorskip("kenlm")
+    path, _ = book_3gram
+    ours, theirs = load_lm(path, backend="arpa"), load_lm(path, backend="kenlm")
+    held_out = book_split[1][:200]
+    for sentence in held_out:
+        s1, s2 = ours.begin(), theirs.begin()
+        for word in sentence.split():
+            lp1, s1, oov1 = ours.score(s1, word)
+            lp2, s2, oov2 = theirs.score(s2, word)
+            assert lp1 == pytest.approx(lp2, abs=1e-4) and oov1 == oov2, (sentence, word)
+        assert ours.end(s1) == pytest.approx(theirs.end(s2), abs=1e-4)
+    assert perplexity(theirs, held_out) == pytest.approx(perplexity(ours, held_out), rel=1e-5)
+    assert theirs._model.perplexity(held_out[0]) == pytest.approx(perplexity(ours, held_out[:1]), rel=1e-4)
