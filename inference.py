@@ -7,8 +7,10 @@
     python inference.py --logits logits/X --lm lm.arpa --grid_alphas 0.3,0.5,0.8 --grid_betas 0,1,2
 
 Writes `<out>/<UtteranceID>.txt` (one line of normalised text) for every audio
-file, and `<out>/inference.json` saying what was transcribed with which checkpoint
-(so that `python calc_metrics.py` with no flags scores the right references).
+file, with --timestamps also `<out>/<UtteranceID>.json` (each word with its start
+and end in seconds), and `<out>/inference.json` saying what was transcribed with
+which checkpoint (so that `python calc_metrics.py` with no flags scores the right
+references).
 When references exist it prints corpus WER/CER and writes `<out>/metrics.json`.
 Files that cannot be read are listed with the reason, the others are still
 transcribed, and the exit code is 1 if any failed. With
@@ -29,18 +31,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from asr.audio import TorchaudioError
+from asr.audio import HOP_LENGTH, SAMPLE_RATE, TorchaudioError
 from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts
-from asr.decode import beam_options, decode_grid
+from asr.decode import beam_options, decode_grid, word_timestamps
 from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
+from asr.model import CONV1
 from asr.text import CharTokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can be decoded without the checkpoint
+FRAME_RATE = SAMPLE_RATE / HOP_LENGTH / CONV1[1][1]  # model output frames per second: 10 ms hop, time stride 2 -> 50
 
 
 def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, CharTokenizer]:
@@ -97,7 +101,7 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
         sys.exit("--grid_alphas needs --lm and utterances with references")
     alphas = [float(a) for a in config.grid_alphas.split(",")]
     betas = [float(b) for b in config.grid_betas.split(",")]
-    options = beam_options(decode_config) | {"alpha": 0.0, "beta": 0.0}
+    options = beam_options(decode_config) | {"alpha": 0.0, "beta": 0.0, "merge_beams": decode_config.merge_beams}
     texts = decode_grid(
         [log_probs[i] for i in ids], tokenizer, lm=lm, alphas=alphas, betas=betas,
         workers=decode_config.decode_workers, **{k: v for k, v in options.items() if k not in ("alpha", "beta")},
@@ -111,6 +115,22 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
     print(f"best: --alpha {best_alpha:g} --beta {best_beta:g}  (WER {100 * best:.2f}%)")
     return {"best": {"alpha": best_alpha, "beta": best_beta, "wer": best},
             "grid": [{"alpha": a, "beta": b, "wer": w} for (a, b), w in sorted(wers.items())]}  # fmt: skip
+
+
+def write_predictions(
+    folder: Path, predictions: dict, log_probs: dict, tokenizer: CharTokenizer, decode_config: DecodeConfig
+) -> None:
+    """DIR/<id>.txt (one line of text); with --timestamps also DIR/<id>.json: the text and each word with its
+    start and end in seconds (`asr.decode.word_timestamps`: where the words are in the text's most probable
+    alignment to the log-probs)."""
+    for utt_id, text in predictions.items():
+        (folder / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
+        if decode_config.timestamps:
+            words = word_timestamps(log_probs[utt_id], tokenizer.encode(text), tokenizer, FRAME_RATE)
+            record = {"text": text, "words": [{"word": w.word, "start": w.start, "end": w.end} for w in words]}
+            (folder / f"{utt_id}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    timed = " with word timestamps (<id>.json)" if decode_config.timestamps else ""
+    print(f"wrote {len(predictions)} transcripts{timed} to {folder}/ ({decode_config.decoder})")
 
 
 def source_record(config: InferenceConfig, decode_config: DecodeConfig) -> dict:
@@ -167,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     predictions = dict(
         zip(ids, decode_log_probs([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
     )
-    for utt_id, text in predictions.items():
-        (out / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
-    print(f"wrote {len(predictions)} transcripts to {out}/ ({decode_config.decoder})")
+    write_predictions(out, predictions, log_probs, tokenizer, decode_config)
     (out / SOURCE_FILE).write_text(json.dumps(source_record(config, decode_config), indent=2) + "\n")
 
     # Score every utterance that has a reference; one that failed to load counts as an empty prediction,

@@ -61,7 +61,13 @@ class DecodeConfig:
     cutoff_prob: float = _f(1.0, "per frame, consider the most probable tokens until their probabilities sum to this")
     beam_threshold: float = _f(10.0, "drop prefixes more than this many nats below the best one")
     blank_skip: float | None = _f(None, "treat frames whose blank probability is at least this as blank-only")
+    merge_beams: bool = _f(
+        True,
+        "beam_lm: merge prefixes the LM can no longer tell apart (same LM state, partial word and last token), "
+        "adding up their probabilities, so the beam holds more distinct ones",
+    )
     decode_workers: int = _f(1, "processes for beam search")
+    timestamps: bool = _f(False, "also write <UtteranceID>.json: every word with its start and end in seconds")
 
 
 @dataclass(frozen=True)
@@ -191,8 +197,10 @@ class TrainConfig:
     )
     init_from_sha256: str | None = _f(None, "SHA-256 of the --init_from file (recorded by train.py)", flag=False)
     freeze: str = _f(
-        "none", "fine-tuning: parameters that get no updates for --freeze_epochs epochs (conv: the convolutional"
-        " front-end; encoder: all but the output layer)", choices=["none", "conv", "encoder"]
+        "none",
+        "fine-tuning: parameters that get no updates for --freeze_epochs epochs (conv: the convolutional"
+        " layers; encoder: all but the output layer)",
+        choices=["none", "conv", "encoder"],
     )
     freeze_epochs: int = _f(0, "epochs during which --freeze applies")
     augment: str = _f(

@@ -8,9 +8,12 @@ they extend differently: a repeated token only starts a new label after a blank.
 prefix are summed, so a prefix's score is the total probability of its alignments (the quantity CTC trains),
 not the probability of its best path; with a wide enough beam and no pruning the result is the exact most
 probable labelling. Word language models are fused as `log p_ctc + alpha * log p_lm + beta * words` (shallow
-fusion), scored when a word completes; see `beam_search` for the policy on partial words.
+fusion), scored when a word completes; see `beam_search` (and `_WordTracker`) for the policy on partial words.
+With an LM, `merge_beams` also merges prefixes whose futures the LM cannot tell apart, summing their
+probabilities: a hypothesis then stands for several labellings, and the beam holds more distinct ones.
 
-`decode_batch` and `decode_grid` (an alpha/beta grid) run many utterances in a process pool.
+`decode_batch` and `decode_grid` (an alpha/beta grid) run many utterances in a process pool. `word_timestamps`
+(or `beam_search(frame_rate=...)`) places each word of a labelling in time, from its most probable alignment.
 
 Implementation notes, for speed in pure Python: prefixes are nodes of a trie (an int per prefix, children
 found by one dict lookup); probabilities are kept in linear space and rescaled when they get small (sums are
@@ -20,12 +23,16 @@ tokens of every frame are chosen up front with numpy, runs of frames where the b
 cost O(1) and runs where one same token is the only candidate are merged into one frame (both exact);
 extensions that would fall below the beam threshold of a running lower bound of the frame's best are never
 made, and when a frame can produce more prefixes than the beam holds, a heap of the best new ones skips the
-rest (exact). On the benchmark (benchmarks/decode.py) beam 10 takes about 2 ms per 10 s utterance.
+rest (exact without merging; with it, a skipped prefix's small mass is not added to the one it would have joined).
+The trie is compacted now and then: nodes that no live prefix needs are dropped, so memory follows the beam,
+not the utterance (a 60 s noisy utterance at beam 100 with a 3-gram: ~15 MiB at the peak, was ~270 MiB to
+1.5 GiB). On the benchmark (benchmarks/decode.py) beam 10 takes about 2 ms per 10 s utterance.
 
 The parts: `_candidates` picks each frame's tokens; `_PrefixTrie` holds every prefix made so far (per-node data
 in flat lists indexed by node id, cheaper than an object per node), with `_WordTracker` holding each node's
 word state for the LM; `_Beam` holds the live prefixes and takes them through a frame (`extend`, then
-`prune`) and to hypotheses (`finalize`); `_search` is the loop over frames.
+`prune`, which merges when asked) and to hypotheses (`finalize`); `_search` is the loop over frames, and
+compacts the trie. `_best_alignment` (Viterbi) and `_word_spans` make the word timestamps.
 """
 
 import heapq
@@ -47,15 +54,28 @@ _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescal
 _MIN_FACTOR = math.exp(_MIN_LOG_FACTOR)
 _SECOND = operator.itemgetter(1)  # a sort key; faster than a Python function
 _NORMALISED_TOL = 0.1  # |logsumexp(row)| above this means the input is not log-probabilities (bf16 is ~0.01)
+_PARTIAL_CHARS = 6  # a partial word that begins no LM word is charged unk_offset per this many characters
+# The prefix trie drops the nodes no live prefix needs when it holds this many more (nodes, and extensions the LM
+# refused) than twice what it kept the last time (~10 MiB with an LM): memory follows the beam, not the
+# utterance, and the work of compacting stays proportional to the search's.
+_COMPACT_AFTER = 30_000
+_ALIGN_BLOCK = 512  # frames whose emission log-probabilities the Viterbi alignment gathers at a time
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: CharTokenizer) -> list[str]:
     """Best-path decoding of a batch, as normalised text (single spaces, none at the ends).
 
     log_probs: (B, T, V) log-probabilities (any monotone scores work); lengths: (B,) valid frames.
+    Raises ValueError for NaN or +inf values in the valid frames, as `beam_search` does.
     """
     if log_probs.shape[-1] != len(tokenizer):
         raise ValueError(f"log_probs have {log_probs.shape[-1]} tokens, tokenizer has {len(tokenizer)}")
+    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None] < lengths.to(log_probs.device)[:, None]
+    bad = (torch.isnan(log_probs) | (log_probs == math.inf)) & valid[..., None]  # (B, T, V)
+    if bad.any():
+        b = int(bad.flatten(1).any(dim=1).int().argmax())
+        frames = torch.nonzero(bad[b].any(dim=-1)).flatten()
+        raise _bad_values_error(int(bad.sum()), frames.tolist(), f"utterance {b}, ")
     best = log_probs.argmax(dim=-1).cpu()  # (B, T)
     # a path may start or end with a space, or hold two with a blank between: keep single inner spaces only
     return [" ".join(tokenizer.decode_ctc(best[b, : int(n)].tolist()).split()) for b, n in enumerate(lengths)]
@@ -63,13 +83,34 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Cha
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One decoded labelling. score = am_score + lm_score (natural logs)."""
+    """One decoded labelling. score = am_score + lm_score (natural logs).
+
+    With `merge_beams`, the labelling stands for every labelling merged into it (see `beam_search`): score and
+    am_score then sum their probabilities, and lm_score is this labelling's own."""
 
     text: str  # normalised words
     score: float  # fused score used for ranking: log p_ctc + alpha log p_lm + beta words (+ OOV offsets)
     tokens: tuple[int, ...]  # token ids of the labelling (no blanks, repeats kept as labelled)
     am_score: float  # log p_ctc(labelling | audio): the sum over its alignments that survived pruning
     lm_score: float  # alpha * log p_lm(words, </s>) + beta * words + unk_offset * OOV words
+
+
+@dataclass(frozen=True)
+class WordTime:
+    """Where a word is in the audio: the frames of its tokens in the labelling's most probable alignment."""
+
+    word: str  # as the hypothesis text shows it
+    start_frame: int  # the first output frame of its first token
+    end_frame: int  # one past the last frame of its last token
+    start: float  # seconds: start_frame / frame_rate
+    end: float  # seconds: end_frame / frame_rate
+
+
+@dataclass(frozen=True)
+class TimedHypothesis(Hypothesis):
+    """A Hypothesis with the position of each of its words (`beam_search(frame_rate=...)`)."""
+
+    words: tuple[WordTime, ...]  # one per word of `text`, in order
 
 
 def beam_search(
@@ -87,6 +128,8 @@ def beam_search(
     beam_threshold: float = 10.0,
     blank_skip: float | None = None,
     nbest: int | None = None,
+    merge_beams: bool = False,
+    frame_rate: float | None = None,
 ) -> list[Hypothesis]:
     """CTC prefix beam search with optional word n-gram shallow fusion, best hypothesis first.
 
@@ -95,21 +138,26 @@ def beam_search(
     lm, alpha, beta: an `asr.lm.load_lm` model, its weight and a per-word bonus; without an LM both are
     ignored (a purely acoustic search). The LM scores a word when it completes: at a space (character
     vocabularies), at the next piece starting with "▁" (BPE), and at the end of the utterance, followed by
-    `</s>`. A word the LM does not know is scored as `<unk>` plus `unk_offset`. Partial words: as soon as a
-    prefix's unfinished word cannot begin any LM word, it gets `unk_offset` at once, so hopeless spellings drop
-    out early; the charge is taken back when the word completes and is scored properly.
+    `</s>`. A word the LM does not know is scored as `<unk>` plus `unk_offset` (in nats of the fused score: added
+    after alpha). A word of apostrophes only is dropped from the text, so it is not scored. A partial word that
+    begins no LM word is charged unk_offset per 6 characters (at least once) until it completes and the LM scores
+    it instead: hopeless spellings drop out early and glued non-words pay as they grow (policy: `_WordTracker`).
+    merge_beams: with an LM, merge the prefixes it can no longer tell apart (same LM state, partial word and last
+    token): the most probable carries the sum of their probabilities, so a hypothesis stands for every labelling
+    merged into it and its score sums them. Ignored without an LM.
     Pruning (pass -inf / None / 1.0 / inf / None to switch each off):
       token_min_logp: per frame, tokens below this log-probability are skipped (the frame's best never is).
       top_k: per frame, at most this many candidate tokens, blank included.
       cutoff_prob: per frame, only the most probable tokens until their probabilities add up to this.
-      beam_threshold: prefixes more than this many nats below the frame's best are dropped (and extensions
-        that would start below that line are never made).
+      beam_threshold: prefixes more than this many nats below the frame's best are dropped (or never made).
       blank_skip: frames whose blank probability is at least this are treated as blank-only.
-    Skipped tokens count as probability 0, so scores are lower bounds of the exact ones and, as with any beam,
-    the exact best labelling can be lost. With all pruning off and a beam wider than the number of prefixes
-    the search is exact. Two shortcuts are exact and always on: a frame left with only the blank costs O(1),
-    and a run of frames whose only candidate is the same token is decoded as one frame.
+    Skipped tokens count as probability 0: scores are lower bounds and, as with any beam, the best labelling can
+    be lost; with all pruning off, no merging and a beam wider than the number of prefixes the search is exact.
+    Two exact shortcuts are always on: a blank-only frame costs O(1), and a run of frames whose only candidate
+    is one same token is decoded as one frame.
     nbest: return at most this many hypotheses (default: all that survive, up to beam_size).
+    frame_rate: output frames per second (50 for the character model); given, every hypothesis is a
+    `TimedHypothesis` with its words' positions (`word_timestamps`, ~10 us per frame each: nbest=1 saves time).
 
     Hypotheses are distinct labellings with distinct text (labellings that differ only in spaces are kept
     once, the best). Ties are broken deterministically: by score, then by token ids.
@@ -117,17 +165,41 @@ def beam_search(
     Raises ValueError for a wrong shape or vocabulary size, NaN or +inf values, or rows that are not
     log-probabilities (apply log_softmax first).
     """
+    _check_options(beam_size, beam_threshold, top_k, frame_rate)
+    vocab = tokenizer.vocab
+    lp = _as_log_prob_array(log_probs, len(vocab))
+    frames = _candidates(lp, token_min_logp, top_k, cutoff_prob, blank_skip)
+    words = _WordTracker(vocab, lm, alpha, beta, unk_offset) if lm is not None else None
+    hyps = _search(frames, vocab, words, beam_size, beam_threshold, nbest, merge_beams)
+    return hyps if frame_rate is None else _timed(hyps, np.ascontiguousarray(lp.T), vocab, frame_rate)
+
+
+def _check_options(beam_size: int, beam_threshold: float, top_k: int | None, frame_rate: float | None) -> None:
+    """Raise ValueError for beam_search options out of range."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if not beam_threshold >= 0.0:
         raise ValueError(f"beam_threshold is in nats below the best prefix and must be >= 0, got {beam_threshold}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 (or None), got {top_k}")
-    vocab = tokenizer.vocab
-    lp = _as_log_prob_array(log_probs, len(vocab))
-    frames = _candidates(lp, token_min_logp, top_k, cutoff_prob, blank_skip)
-    words = _WordTracker(vocab, lm, alpha, beta, unk_offset) if lm is not None else None
-    return _search(frames, vocab, words, beam_size, beam_threshold, nbest)
+    if frame_rate is not None and not frame_rate > 0.0:
+        raise ValueError(f"frame_rate is output frames per second and must be > 0, got {frame_rate}")
+
+
+def word_timestamps(
+    log_probs: torch.Tensor | np.ndarray, tokens: Sequence[int], tokenizer: CharTokenizer, frame_rate: float
+) -> tuple[WordTime, ...]:
+    """Where each word of a labelling is: the frames of its tokens in the labelling's most probable alignment.
+
+    log_probs: (T, V) natural-log probabilities of one utterance; tokens: the labelling (no blanks), e.g. a
+    hypothesis's `tokens` or `tokenizer.encode(text)`; frame_rate: output frames per second (50 for the character
+    model). A word starts at the first frame of its first token and ends one frame after the last frame of its
+    last token; the best alignment (Viterbi) decides how runs of a token and of blanks are shared out.
+    Raises ValueError when the labelling cannot fit in T frames (each token needs a frame, a repeat two).
+    """
+    _check_options(1, 0.0, None, frame_rate)
+    lp = _as_log_prob_array(log_probs, len(tokenizer.vocab))
+    return _word_times(np.ascontiguousarray(lp.T), tuple(tokens), tokenizer.vocab, frame_rate)
 
 
 def decode_batch(
@@ -259,9 +331,17 @@ def _as_log_prob_array(log_probs, vocab_size: int) -> np.ndarray:
     lp = np.ascontiguousarray(lp.T)  # (V, T)
     bad = np.isnan(lp) | (lp == np.inf)
     if bad.any():
-        frames = np.unique(np.nonzero(bad)[1])
-        raise ValueError(f"log_probs contain {int(bad.sum())} NaN/+inf values (frames {frames[:5].tolist()}...)")
+        raise _bad_values_error(int(bad.sum()), np.unique(np.nonzero(bad)[1]).tolist())
     return lp
+
+
+def _bad_values_error(count: int, frames: list[int], where: str = "") -> ValueError:
+    """The error every decoder raises for NaN/+inf log-probabilities (`where` names the utterance of a batch)."""
+    shown = ", ".join(map(str, frames[:5])) + (", ..." if len(frames) > 5 else "")
+    return ValueError(
+        f"log_probs contain {count} NaN/+inf values ({where}frames {shown}): the model output is broken there "
+        "(a diverged checkpoint, or fp16 overflow: run the model in fp32); decoding needs finite log-probabilities"
+    )
 
 
 def _candidates(
@@ -365,71 +445,107 @@ class _WordTracker:
     starts "ab". This is the only place that knows about word boundaries, so both kinds share one decoder.
 
     Per trie node, in lists indexed by node id like the trie's: its word state and its LM factor.
+
+    Partial words (the policy `beam_search` states): an unfinished word that begins no LM word carries a charge,
+    `_partial_charge`: unk_offset per _PARTIAL_CHARS characters, at least one unk_offset. Without the growth, a
+    glued string ("flowinthehouse") paid unk_offset once and every later letter was free, while the correct split
+    paid alpha * log p + beta at each space, so after a few words the split fell beam_threshold behind and was
+    pruned before the glued word ever met the LM. The charge is in nats of the fused score, like unk_offset
+    (pyctcdecode charges its raw offset, and alpha * ln 10 times it for a whole OOV word; ours is one number
+    for both). It only steers the search: a node's probabilities carry it (its `factor`), its `lm_score` does
+    not, and the word's completion takes it back, so final scores are exactly the LM's.
     """
 
     def __init__(self, vocab: list[str], lm, alpha: float, beta: float, unk_offset: float) -> None:
         self.lm, self.alpha, self.beta, self.unk_offset = lm, alpha, beta, unk_offset
         self.ends_word = [t == " " or t.startswith(WORD_START) for t in vocab]
         self.piece = ["" if t == " " else t.removeprefix(WORD_START) for t in vocab]
-        # per token, an upper bound of a node's `factor`, for pruning before the LM is asked
-        if alpha < 0.0:
-            bound = math.inf
-        else:
-            bound = math.exp(max(0.0, beta) + 2.0 * abs(unk_offset))
-        self.max_factor = [bound if end else math.exp(max(0.0, unk_offset)) for end in self.ends_word]
+        # per token, an upper bound of a node's `factor`, for pruning before the LM is asked: a letter can only
+        # add to a charge (unk_offset <= 0) and ending a word takes back a charge of any size (no bound)
+        letter = 1.0 if unk_offset <= 0.0 else math.inf
+        self.max_factor = [math.inf if end else letter for end in self.ends_word]
         self._prefix_ok: dict[str, bool] = getattr(lm, "prefix_cache", {})  # is_prefix's answers so far
+        self._shown: dict[str, str] = {}  # word with apostrophes -> as the text shows it (normalize)
         # Per node (node 0 is the empty prefix), its word state: a tuple that is only ever unpacked into the names
         #   lm_state: the LM context after the prefix's completed words
         #   partial: its unfinished last word ("" at a word boundary)
-        #   penalty: unk_offset if `partial` starts no LM word (charged early, taken back when the word is scored)
-        #   lm_score: alpha * log p_lm + beta * words + charges, of the prefix so far
+        #   charge: the charge on `partial` (0.0 while some LM word begins with it)
+        #   lm_score: alpha * log p_lm + beta * words + unk_offset * OOV words, of its completed words
         # A plain tuple because it is the cheapest to make: a NamedTuple or an object per node costs several
         # times as much, and a list per field ~3 % of the whole search with an LM (valgrind instruction counts).
         self.state = [(lm.begin(), "", 0.0, 0.0)]
-        self.factor = [1.0]  # per node: exp(its lm_score - its parent's), at least _MIN_FACTOR (see there)
+        self.factor = [1.0]  # per node: exp(its lm_score + charge - its parent's), at least _MIN_FACTOR (see there)
+        self.refused: dict[int, float] = {}  # trie key of an extension not made -> its factor (see `add`)
 
-    def add(self, node: int, token: int, mass: float, cut: float) -> bool:
-        """Append node + token's word state for the trie's next node, unless its LM factor takes mass to <= cut."""
-        lm_state, partial, penalty, lm_score = self.state[node]
-        delta = 0.0
+    def add(self, node: int, token: int, mass: float, cut: float, key: int) -> bool:
+        """Append node + token's word state for the trie's next node, unless its LM factor takes mass to <= cut.
+
+        key: the trie's key of the extension (node * V + token), under which a factor too small is remembered:
+        most extensions are refused, and the same ones are tried again frame after frame."""
+        low = self.refused.get(key)
+        if low is not None and mass * low <= cut:
+            return False
+        lm_state, partial, charge, lm_score = self.state[node]
         if not self.ends_word[token]:
             partial += self.piece[token]
-            if not penalty:
+            if not charge:
                 ok = self._prefix_ok.get(partial)
                 if ok is None:
                     ok = self.lm.is_prefix(partial)
-                if not ok:  # charge a word that can no longer be in the LM now, so that it drops out early
-                    delta = penalty = self.unk_offset
+                if ok:  # most letters: no charge, and a factor of 1
+                    self.state.append((lm_state, partial, 0.0, lm_score))
+                    self.factor.append(1.0)
+                    return True
+            n = len(partial)  # the charge as _partial_charge makes it, inline (no calls) for speed
+            new_charge = self.unk_offset if n <= _PARTIAL_CHARS else self.unk_offset * n / _PARTIAL_CHARS
+            delta, charge = new_charge - charge, new_charge
         else:
+            delta = -charge  # the word is complete: its charge is replaced by its LM score
             if partial:
-                delta, lm_state = self._word(lm_state, partial)
-                delta -= penalty
-            partial, penalty = self.piece[token], 0.0
-            if partial and not self.lm.is_prefix(partial):
-                penalty = self.unk_offset
-                delta += penalty
+                word_score, lm_state = self._word(lm_state, partial)
+                lm_score += word_score
+                delta += word_score
+            partial = self.piece[token]
+            charge = self._partial_charge(partial) if partial and not self.lm.is_prefix(partial) else 0.0
+            delta += charge
         if delta == 0.0:  # most letters; exp(0) is 1 exactly
             factor = 1.0
         else:
             factor = math.exp(delta) if delta > _MIN_LOG_FACTOR else _MIN_FACTOR
         if mass * factor <= cut:
+            self.refused[key] = factor
             return False
-        self.state.append((lm_state, partial, penalty, lm_score + delta))
+        self.state.append((lm_state, partial, charge, lm_score))
         self.factor.append(factor)
         return True
 
     def finish(self, node: int) -> tuple[float, float]:
         """(log factor of ending the utterance after `node`: its last word, then </s>; its final LM score)."""
-        lm_state, partial, penalty, lm_score = self.state[node]
-        delta = 0.0
+        lm_state, partial, charge, lm_score = self.state[node]
+        delta = -charge
         if partial:
-            delta, lm_state = self._word(lm_state, partial)
-            delta -= penalty
-        end = delta + self.alpha * self.lm.end(lm_state)
-        return end, lm_score + end
+            word_score, lm_state = self._word(lm_state, partial)
+            lm_score += word_score
+            delta += word_score
+        end = self.alpha * self.lm.end(lm_state)
+        return delta + end, lm_score + end
+
+    def _partial_charge(self, partial: str) -> float:
+        """The charge on an unfinished word that begins no LM word: unk_offset per _PARTIAL_CHARS characters."""
+        return self.unk_offset * max(1.0, len(partial) / _PARTIAL_CHARS)
 
     def _word(self, lm_state, word: str) -> tuple[float, object]:
-        """(alpha * log p_lm(word | lm_state) + beta (+ unk_offset if OOV), the LM state after the word)."""
+        """(alpha * log p_lm(word | lm_state) + beta (+ unk_offset if OOV), the LM state after the word).
+
+        The word is scored as the text shows it: a run of apostrophes is one, and a word of apostrophes only is
+        dropped from the text, so it scores 0 and leaves the LM state as it was."""
+        if "'" in word:
+            shown = self._shown.get(word)
+            if shown is None:
+                shown = self._shown[word] = normalize(word)
+            if not shown:
+                return 0.0, lm_state
+            word = shown
         lp, lm_state, oov = self.lm.score(lm_state, word)
         return self.alpha * lp + self.beta + (self.unk_offset if oov else 0.0), lm_state
 
@@ -461,15 +577,47 @@ class _PrefixTrie:
             node = self.parent[node]
         return tuple(reversed(tokens))
 
+    def compact(self, live: list[int]) -> list[int]:
+        """Drop every node that is neither in `live` nor an ancestor of one; renumber the rest (in order, so a
+        parent still comes before its children) and return live's new ids.
+
+        Such a node can never be needed again: prefixes only grow from live ones, and finalize only walks up from
+        live ones. The lists are changed in place, since `_Beam` holds references to them. A dropped child of a
+        kept node is simply made again if the search comes back to it.
+        """
+        parent, last, n = self.parent, self.last, len(self.parent)
+        kept = bytearray(n)
+        kept[0] = 1
+        for node in live:
+            while not kept[node]:
+                kept[node] = 1
+                node = parent[node]
+        old = [i for i in range(n) if kept[i]]  # ascending
+        new_id = [-1] * n
+        for new, node in enumerate(old):
+            new_id[node] = new
+        parent[:] = [-1] + [new_id[parent[node]] for node in old[1:]]
+        last[:] = [last[node] for node in old]
+        V = self.vocab_size
+        self.children.clear()
+        self.children.update({parent[new] * V + last[new]: new for new in range(1, len(old))})
+        if self.words is not None:
+            self.words.state[:] = [self.words.state[node] for node in old]
+            self.words.factor[:] = [self.words.factor[node] for node in old]
+            self.words.refused.clear()  # keyed by old node ids
+        return [new_id[node] for node in live]
+
 
 class _Beam:
     """The live prefixes: trie nodes with the probabilities of their alignments ending in a blank (pb) and in
-    their last token (pnb), both times exp(-log_scale). A frame goes through `extend` then `prune`, or through
-    `blank_frame` when only the blank is left in it; `finalize` turns the last beam into hypotheses."""
+    their last token (pnb), both times exp(-log_scale). A frame goes through `extend` then `prune` (which also
+    merges, when asked), or through `blank_frame` when only the blank is left in it; `finalize` turns the last
+    beam into hypotheses."""
 
-    def __init__(self, trie: _PrefixTrie, beam_size: int, beam_threshold: float) -> None:
+    def __init__(self, trie: _PrefixTrie, beam_size: int, beam_threshold: float, merge: bool = False) -> None:
         self.trie = trie
         self.size = beam_size
+        self.merge = merge and trie.words is not None  # merging needs LM states (see beam_search)
         self.keep_ratio = math.exp(-beam_threshold) if beam_threshold < math.inf else 0.0
         self.nodes, self.pb, self.pnb = [0], [1.0], [0.0]  # parallel lists, one entry per live prefix
         self.best = 1.0  # the best prefix's pb + pnb
@@ -528,7 +676,7 @@ class _Beam:
                 if most <= kth and child not in in_beam:
                     continue
                 if child is None:  # a new prefix: the only place where nodes are made
-                    if words is not None and not words.add(node, tok, mass, cut):
+                    if words is not None and not words.add(node, tok, mass, cut, base + tok):
                         continue  # e.g. a letter that leaves no LM word starting like this: not even made
                     child = children[base + tok] = len(parent)
                     parent.append(node)
@@ -555,6 +703,9 @@ class _Beam:
             for node in new_b:
                 if node not in new_nb:
                     new_nb[node] = 0.0
+        if self.merge:
+            self._merge(new_b, new_nb)
+        if new_b:
             b_get = new_b.get
             totals = {node: nb + b_get(node, 0.0) for node, nb in new_nb.items()}
         else:
@@ -591,6 +742,35 @@ class _Beam:
         self.nodes, self.pb, self.pnb = nodes, pb, pnb  # each (len(nodes),)
         self.collapsed = False
 
+    def _merge(self, new_b: dict[int, float], new_nb: dict[int, float]) -> None:
+        """Fold the prefixes of a frame that the LM cannot tell apart into one, in place (see beam_search).
+
+        Equal LM state, partial word and last token mean equal futures: every extension multiplies their masses
+        by the same probabilities and LM factors. So their sum evolves as one prefix's would, and the one with
+        the larger mass carries it (ties: the earlier). new_nb holds every node of new_b (0.0 where it has none).
+        """
+        state, last = self.trie.words.state, self.trie.last
+        first: dict = {}  # (lm_state, partial, last token) -> the node that carries the group
+        clashes = []
+        for node in new_nb:
+            word_state = state[node]
+            key = (word_state[0], word_state[1], last[node])
+            if key in first:
+                clashes.append((key, node))
+            else:
+                first[key] = node
+        if not clashes:
+            return
+        b_get = new_b.get
+        for key, node in clashes:
+            keep = first[key]
+            if new_nb[node] + b_get(node, 0.0) > new_nb[keep] + b_get(keep, 0.0):
+                keep, node = node, keep
+                first[key] = keep
+            new_nb[keep] += new_nb.pop(node)
+            if node in new_b:
+                new_b[keep] = b_get(keep, 0.0) + new_b.pop(node)
+
     def finalize(self, vocab: list[str], nbest: int | None) -> list[Hypothesis]:
         """End of utterance: the last word and </s> for the LM, then one hypothesis per distinct text, ranked."""
         finals = []
@@ -617,17 +797,105 @@ def _search(
     beam_size: int,
     beam_threshold: float,
     nbest: int | None,
+    merge: bool = False,
 ) -> list[Hypothesis]:
     """The prefix beam search over `_candidates`' frames, best hypothesis first (see `beam_search`)."""
-    beam = _Beam(_PrefixTrie(len(vocab), words), beam_size, beam_threshold)
+    trie = _PrefixTrie(len(vocab), words)
+    beam = _Beam(trie, beam_size, beam_threshold, merge)
     extend, prune, blank_frame = beam.extend, beam.prune, beam.blank_frame
+    nodes = trie.parent  # one entry per trie node (compact changes it in place)
+    refused = words.refused if words is not None else {}  # and one per extension refused (compact clears it)
+    compact_at = _COMPACT_AFTER  # entries of both; compacting keeps memory bounded by the beam, not the utterance
     for p_blank, cands, top_p in frames:
         if cands:
             new_b, new_nb = extend(p_blank, cands, top_p)
             prune(new_b, new_nb)
+            if len(nodes) + len(refused) > compact_at:
+                beam.nodes = trie.compact(beam.nodes)
+                compact_at = 2 * len(nodes) + _COMPACT_AFTER
         else:
             blank_frame(p_blank)
     return beam.finalize(vocab, nbest)
+
+
+def _timed(hyps: list[Hypothesis], lp: np.ndarray, vocab: list[str], frame_rate: float) -> list[Hypothesis]:
+    """The hypotheses with their words' positions (TimedHypothesis); lp: (T, V) log-probabilities."""
+    out = []
+    for h in hyps:
+        words = _word_times(lp, h.tokens, vocab, frame_rate)
+        assert " ".join(w.word for w in words) == h.text, (words, h.text)
+        out.append(TimedHypothesis(h.text, h.score, h.tokens, h.am_score, h.lm_score, words))
+    return out
+
+
+def _word_times(lp: np.ndarray, tokens: tuple[int, ...], vocab: list[str], frame_rate: float) -> tuple[WordTime, ...]:
+    """Each word of the labelling `tokens` with its frames in the best alignment; lp: (T, V) log-probabilities."""
+    path = _best_alignment(lp, tokens)  # (T,) non-decreasing
+    states = 2 * np.arange(len(tokens)) + 1  # token i is emitted in state 2i + 1
+    first = np.searchsorted(path, states, side="left").tolist()
+    after = np.searchsorted(path, states, side="right").tolist()
+    return tuple(
+        WordTime(word, first[i], after[j], first[i] / frame_rate, after[j] / frame_rate)
+        for word, i, j in _word_spans(tokens, vocab)
+    )
+
+
+def _best_alignment(lp: np.ndarray, tokens: tuple[int, ...]) -> np.ndarray:
+    """(T,) the state of every frame in the most probable CTC alignment of `tokens` (Viterbi): 2i + 1 while token i
+    is emitted, 2i in the blanks before it, 2 * len(tokens) in the blanks after the last. lp: (T, V).
+
+    On ties a state is held rather than left, so a token starts as late and ends as late as the tie allows.
+    About 10 us per frame (numpy calls on arrays of 2 * len(tokens) + 1 states)."""
+    T, L = lp.shape[0], len(tokens)
+    ext = np.zeros(2 * L + 1, dtype=np.int64)  # the states' tokens: blank, token 0, blank, token 1, ..., blank
+    ext[1::2] = tokens
+    # a token state can also be entered from two states back (skipping a blank) unless it repeats that token
+    skip = np.full(len(ext), -np.inf)
+    skip[3::2] = np.where(ext[3::2] != ext[1:-2:2], 0.0, -np.inf)
+    score = np.full(len(ext), -np.inf)  # (2L + 1,) the best log-probability of a path ending in each state
+    if T:
+        score[:2] = lp[0, ext[:2]]
+    else:
+        score[0] = 0.0
+    came = np.full((3, len(ext)), -np.inf)  # per state: the best path through it, one state back, two back
+    back = np.zeros((T, len(ext)), dtype=np.int8)  # per frame and state: how many states back its predecessor is
+    for start in range(0, T, _ALIGN_BLOCK):
+        emit = lp[start : start + _ALIGN_BLOCK, ext]  # (<= _ALIGN_BLOCK, 2L + 1)
+        for t in range(max(start, 1), min(T, start + _ALIGN_BLOCK)):
+            came[0] = score
+            came[1, 1:] = score[:-1]
+            np.add(score[:-2], skip[2:], out=came[2, 2:])
+            back[t] = came.argmax(axis=0)  # the first of equal ones: hold, then step
+            score = came.max(axis=0)
+            score += emit[t - start]
+    end = len(ext) - 1 if L == 0 or score[-1] >= score[-2] else len(ext) - 2
+    if not score[end] > -np.inf:
+        raise ValueError(
+            f"{L} tokens cannot be aligned to {T} frames (each token needs a frame, and a repeated token a blank "
+            "between): pass the labelling of these log_probs, e.g. a hypothesis's tokens"
+        )
+    path = np.empty(T, dtype=np.int64)
+    for t in range(T - 1, -1, -1):
+        path[t] = end
+        end -= int(back[t, end])
+    return path
+
+
+def _word_spans(tokens: tuple[int, ...], vocab: list[str]) -> list[tuple[str, int, int]]:
+    """(word as the hypothesis text shows it, index of its first token, of its last) for each word of tokens."""
+    spans, word, first, last = [], "", -1, -1
+    for i, token in enumerate(tokens):
+        piece = vocab[token]
+        if piece == " " or piece.startswith(WORD_START):
+            spans.append((word, first, last))
+            word, piece = "", "" if piece == " " else piece.removeprefix(WORD_START)
+        if piece:
+            if not word:
+                first = i
+            word, last = word + piece, i
+    spans.append((word, first, last))
+    shown = [(normalize(w) if "'" in w else w, i, j) for w, i, j in spans]
+    return [(w, i, j) for w, i, j in shown if w]
 
 
 def _text(tokens: tuple[int, ...], vocab: list[str]) -> str:

@@ -80,11 +80,13 @@ def transcribe(
 def decode_log_probs(
     log_probs: Sequence[np.ndarray], tokenizer: CharTokenizer, config: DecodeConfig, lm: NGramLM | None = None
 ) -> list[str]:
-    """(T_i, V) log-probabilities of each utterance -> its text, with `config.decoder` (`lm` only for beam_lm)."""
+    """(T_i, V) log-probabilities of each utterance -> its text, with `config.decoder` (`lm` only for beam_lm;
+    with it, `config.merge_beams` merges the prefixes the LM cannot tell apart)."""
     _check_decoder(config.decoder, lm)
     if config.decoder == "greedy":
         return [greedy_decode(torch.from_numpy(lp)[None], torch.tensor([len(lp)]), tokenizer)[0] for lp in log_probs]
-    hyps = decode_batch(log_probs, tokenizer, workers=config.decode_workers, lm=lm, **beam_options(config))
+    options = beam_options(config) | {"merge_beams": config.merge_beams, "nbest": 1}
+    hyps = decode_batch(log_probs, tokenizer, workers=config.decode_workers, lm=lm, **options)
     return [h[0].text for h in hyps]
 
 

@@ -1,5 +1,6 @@
 """CTC decoding: greedy on hand-written paths, prefix beam search exact against brute force, LM fusion, edge cases."""
 
+import dataclasses
 import inspect
 import itertools
 import math
@@ -12,8 +13,18 @@ import pytest
 import torch
 
 from asr import decode
-from asr.decode import Hypothesis, beam_options, beam_search, decode_batch, decode_grid, greedy_decode
-from asr.lm import load_lm
+from asr.decode import (
+    Hypothesis,
+    TimedHypothesis,
+    WordTime,
+    beam_options,
+    beam_search,
+    decode_batch,
+    decode_grid,
+    greedy_decode,
+    word_timestamps,
+)
+from asr.lm import build_arpa, load_lm
 from asr.text import CharTokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -88,6 +99,19 @@ def test_greedy_batch_respects_lengths():
     a, b = path_log_probs("-ab-b"), path_log_probs("ba---")
     batch = torch.from_numpy(np.stack([a, b]))
     assert greedy_decode(batch, torch.tensor([5, 1]), CHARS) == ["abb", "b"]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_greedy_raises_the_beam_search_error_on_nan_or_inf(value):
+    broken = path_log_probs("-ab-b")
+    broken[3, 5] = value
+    batch = torch.from_numpy(np.stack([path_log_probs("ba---"), broken]))
+    message = r"log_probs contain 1 NaN/\+inf values \({}frames 3\): the model output is broken there"
+    with pytest.raises(ValueError, match=message.format("utterance 1, ")):
+        greedy_decode(batch, torch.tensor([5, 5]), CHARS)
+    with pytest.raises(ValueError, match=message.format("")):
+        beam_search(broken, CHARS, beam_size=4)
+    assert greedy_decode(batch, torch.tensor([5, 3]), CHARS) == ["ba", "ab"]  # frames past the length are not read
 
 
 @pytest.mark.parametrize("path", ["aa-a_b--b", "-hh-e-ll-ll-oo__ww-o-rr-l-dd-", "-i-'-m-"])
@@ -269,6 +293,232 @@ def test_impossible_partial_words_are_charged_early_and_refunded():
     state = lm.begin()
     unk_lp, state, oov = lm.score(state, "bx")
     assert oov and hyp.lm_score == pytest.approx(unk_lp - 4.0 + lm.end(state), abs=1e-9)
+
+
+def test_the_partial_word_charge_grows_with_the_word_and_is_taken_back():
+    lm = load_lm(FIXTURES / "bugs_bunny.arpa")
+    words = decode._WordTracker(CHARS.vocab, lm, 0.5, 1.0, -6.0)
+    node, charges = 0, []
+    for c in "bxaaaaaa":  # "b" begins BUGS, "bx" begins no LM word
+        assert words.add(node, CHARS.vocab.index(c), 1.0, 0.0, len(words.state))
+        node = len(words.state) - 1
+        charges.append(words.state[node][2])
+    # unk_offset per 6 characters, at least once; carried by the prefix's probability, not by its LM score
+    assert charges == pytest.approx([0.0, -6.0, -6.0, -6.0, -6.0, -6.0, -7.0, -8.0], abs=1e-12)
+    assert math.prod(words.factor[1:]) == pytest.approx(math.exp(-8.0), rel=1e-12)
+    assert words.state[node][3] == 0.0
+    # a space completes the word: the charge is taken back and the LM's score takes its place
+    assert words.add(node, CHARS.vocab.index(" "), 1.0, 0.0, len(words.state))
+    lp, _, oov = lm.score(lm.begin(), "bxaaaaaa")
+    assert oov and words.state[-1][3] == 0.5 * lp + 1.0 - 6.0
+    assert math.prod(words.factor[1:]) == pytest.approx(math.exp(0.5 * lp + 1.0 - 6.0), rel=1e-12)
+
+
+def test_an_extension_the_lm_refused_is_remembered_until_it_is_probable_enough():
+    words = decode._WordTracker(CHARS.vocab, load_lm(FIXTURES / "bugs_bunny.arpa"), 0.5, 1.0, -6.0)
+    x = CHARS.vocab.index("x")  # "x" begins no LM word: a factor of e^-6 = 0.0025
+    assert not words.add(0, x, 1.0, 0.01, 7)
+    assert words.refused == {7: pytest.approx(math.exp(-6.0))} and len(words.state) == 1
+    assert not words.add(0, x, 2.0, 0.01, 7)  # still below the cut: answered from memory
+    assert words.add(0, x, 100.0, 0.01, 7) and words.state[1][1:] == ("x", -6.0, 0.0)
+
+
+def _spoken(words: list[str], space: float) -> np.ndarray:
+    """(T, V) log-probs of words said one after another: each letter a frame at 0.9 and then a blank frame at 0.9,
+    and between two words two frames where the space has probability `space` and the blank 0.97 - space."""
+    rows = []
+    for i, word in enumerate(words):
+        rows += [{" ": space, "<blank>": 0.97 - space}] * 2 if i else []
+        rows += [row for c in word for row in ({c: 0.9}, {"<blank>": 0.9})]
+    probs = np.zeros((len(rows), len(CHARS)))
+    for t, row in enumerate(rows):
+        probs[t] = (1.0 - sum(row.values())) / (len(CHARS) - len(row))
+        for token, p in row.items():
+            probs[t, CHARS.vocab.index(token)] = p
+    return np.log(probs)
+
+
+def test_a_glued_non_word_pays_as_it_grows(monkeypatch):
+    # Weak spaces, and words that cost 2.45 nats each: a glued string charged unk_offset once gets ahead of the
+    # right split by a word's cost at every space, until the split falls out of the beam.
+    lm = load_lm(FIXTURES / "rabbit_season.arpa")
+    lp = _spoken(["rabbit", "season", "duck", "season"] * 2, space=0.3)
+    kwargs = {"beam_size": 8, "lm": lm, "alpha": 0.5, "beta": 1.0}
+    assert beam_search(lp, CHARS, **kwargs)[0].text == "rabbit season duck season rabbit season duck season"
+    monkeypatch.setattr(decode, "_PARTIAL_CHARS", math.inf)  # a charge that never grows: one unk_offset
+    assert beam_search(lp, CHARS, **kwargs)[0].text == "rabbitseasonduckseasonrabbitseasonduckseason"
+
+
+def test_a_word_of_apostrophes_only_is_not_scored(tmp_path):
+    (tmp_path / "lm.arpa").write_text(build_arpa(["it is", "it is o'clock", "is it"], order=2))
+    lm = load_lm(tmp_path / "lm.arpa")
+    lp = path_log_probs("-i-t-_-'-'-_-i-s-_-o-'-'-c-l-o-c-k-", peak=0.999)
+    hyp = beam_search(lp, CHARS, beam_size=8, lm=lm, alpha=0.5, beta=1.0)[0]
+    assert hyp.tokens == tuple(CHARS.encode("it '' is o''clock")) and hyp.text == "it is o'clock"
+    # "''" is no word (the text drops it) and "o''clock" is scored as the text shows it
+    assert hyp.lm_score == pytest.approx(0.5 * lm.sentence_score(["it", "is", "o'clock"]) + 3 * 1.0, abs=1e-9)
+
+
+# --- merging prefixes the LM cannot tell apart --------------------------------------------------------------------
+
+FLOW = CharTokenizer(["<blank>", " ", "f", "l", "o", "w", "i", "n", "g"])
+
+
+def _flow_in() -> np.ndarray:
+    """(T, V) log-probs of "flow in" or "flowing": f, l, o, w; four frames where the space and the blank are
+    equally likely; i, n; a frame where g has 0.7 and the blank 0.3. Every other token has probability 0."""
+    rows = [{"f": 1.0}, {"l": 1.0}, {"o": 1.0}, {"w": 1.0}] + [{" ": 0.5, "<blank>": 0.5}] * 4
+    rows += [{"i": 1.0}, {"n": 1.0}, {"g": 0.7, "<blank>": 0.3}]
+    lp = np.full((len(rows), len(FLOW)), -np.inf)
+    for t, row in enumerate(rows):
+        for token, p in row.items():
+            lp[t, FLOW.vocab.index(token)] = math.log(p)
+    return lp
+
+
+def test_merging_adds_up_the_labellings_the_lm_cannot_tell_apart():
+    lm = load_lm(FIXTURES / "flow_in.arpa")  # a unigram LM: "flowing" is 1.6 nats more probable than "flow in"
+    kwargs = {"beam_size": 16, "lm": lm, "alpha": 1.0, "beta": 0.0}
+    flow_in_lm, flowing_lm = lm.sentence_score(["flow", "in"]), lm.sentence_score(["flowing"])
+    # Of the 16 equally likely ways through the four frames, 1 has no space ("flowing" needs it), 10 one space
+    # ("flow in") and 5 two ("flow  in", another labelling of the same text). Kept apart, each labelling of
+    # "flow in" loses to "flowing"; added up, the text wins.
+    plain = beam_search(_flow_in(), FLOW, **kwargs)
+    assert [h.text for h in plain[:2]] == ["flowing", "flow in"]
+    assert plain[0].score == pytest.approx(math.log(1 / 16 * 0.7) + flowing_lm, abs=1e-9)
+    assert plain[1].score == pytest.approx(math.log(10 / 16 * 0.3) + flow_in_lm, abs=1e-9)
+    merged = beam_search(_flow_in(), FLOW, merge_beams=True, **kwargs)
+    assert [h.text for h in merged[:2]] == ["flow in", "flowing"]
+    assert merged[0].score == pytest.approx(math.log(15 / 16 * 0.3) + flow_in_lm, abs=1e-9)
+    assert merged[0].tokens == tuple(FLOW.encode("flow in")) and merged[0].lm_score == pytest.approx(flow_in_lm)
+    assert merged[1].score == pytest.approx(plain[0].score, abs=1e-9)
+
+
+def test_merge_folds_prefixes_with_equal_word_states_into_the_more_probable_one():
+    lm = load_lm(FIXTURES / "flow_in.arpa")
+    trie = decode._PrefixTrie(len(FLOW), decode._WordTracker(FLOW.vocab, lm, 1.0, 0.0, -10.0))
+    beam = decode._Beam(trie, 8, 10.0, merge=True)
+    node = {}
+    for prefix in ["f", "fl", "flo", "flow", "flow ", "flow  ", "flowi", "flow i", "flow  i"]:
+        parent = node.get(prefix[:-1], 0)
+        assert trie.words.add(parent, FLOW.vocab.index(prefix[-1]), 1.0, 0.0, len(trie.parent))
+        node[prefix] = trie.children[parent * len(FLOW) + FLOW.vocab.index(prefix[-1])] = len(trie.parent)
+        trie.parent.append(parent)
+        trie.last.append(FLOW.vocab.index(prefix[-1]))
+    a, b, c, d, e = node["flow "], node["flow  "], node["flowi"], node["flow i"], node["flow  i"]
+    new_b, new_nb = {a: 0.1, b: 0.3, d: 0.2}, {a: 0.2, b: 0.05, c: 0.4, d: 0.0, e: 0.25}
+    beam._merge(new_b, new_nb)
+    # "flow  " (0.35) carries "flow " (0.3); "flow i" (0.2) is carried by "flow  i" (0.25); "flowi" stays alone
+    assert new_b == pytest.approx({b: 0.4, e: 0.2}) and new_nb == pytest.approx({b: 0.25, c: 0.4, e: 0.25})
+    assert list(new_nb) == [b, c, e]
+
+
+def test_merging_is_off_by_default_on_in_the_config_and_needs_an_lm():
+    from asr.config import DecodeConfig
+    from asr.infer import decode_log_probs
+
+    assert inspect.signature(beam_search).parameters["merge_beams"].default is False  # the exact search
+    lm = load_lm(FIXTURES / "flow_in.arpa")
+    kwargs = {"beam_size": 16, "lm": lm, "alpha": 1.0, "beta": 0.0}
+    assert decode_batch([_flow_in()], FLOW, merge_beams=True, **kwargs)[0][0].text == "flow in"
+    assert decode_batch([_flow_in()], FLOW, **kwargs)[0][0].text == "flowing"
+    config = DecodeConfig(decoder="beam_lm", beam_size=16, alpha=1.0, beta=0.0)
+    assert config.merge_beams  # inference.py and asr.transcribe merge unless told not to (--no-merge_beams)
+    assert decode_log_probs([_flow_in()], FLOW, config, lm) == ["flow in"]
+    assert decode_log_probs([_flow_in()], FLOW, dataclasses.replace(config, merge_beams=False), lm) == ["flowing"]
+    lp = _bugs_or_buns()  # without an LM there is no LM state to compare: nothing is merged
+    assert beam_search(lp, CHARS, beam_size=8, merge_beams=True) == beam_search(lp, CHARS, beam_size=8)
+
+
+# --- memory: the prefix trie ---------------------------------------------------------------------------------------
+
+
+def test_compact_keeps_the_live_prefixes_and_their_ancestors_only():
+    trie = decode._PrefixTrie(len(AB), None)
+    for prefix in ["a", "ab", "abb", "b", "ba", "bab", "aa"]:
+        parent = trie.children[0 * 4 + AB.vocab.index(prefix[0])] if len(prefix) > 1 else 0
+        for c in prefix[1:-1]:
+            parent = trie.children[parent * 4 + AB.vocab.index(c)]
+        trie.children[parent * 4 + AB.vocab.index(prefix[-1])] = len(trie.parent)
+        trie.parent.append(parent)
+        trie.last.append(AB.vocab.index(prefix[-1]))
+    live = [6, 3]  # "bab", "abb"
+    new = trie.compact(live)
+    assert [trie.tokens(n) for n in new] == [(3, 2, 3), (2, 3, 3)]
+    assert len(trie.parent) == 7  # root, a, ab, abb, b, ba, bab: "aa" is gone
+    assert sorted(trie.tokens(n) for n in trie.children.values()) == sorted(
+        trie.tokens(n) for n in range(1, len(trie.parent))
+    )
+    assert all(trie.children[trie.parent[n] * 4 + trie.last[n]] == n for n in range(1, len(trie.parent)))
+
+
+@pytest.mark.parametrize("merge_beams", [False, True])
+def test_compaction_bounds_the_trie_and_changes_no_result(monkeypatch, merge_beams):
+    lp = random_log_probs(np.random.default_rng(5), 600, len(CHARS))
+    kwargs = {"beam_size": 16, "lm": load_lm(FIXTURES / "bugs_bunny.arpa"), "alpha": 0.5, "beta": 1.0}
+    sizes = []  # trie nodes before each compaction, and at the end
+    compact, finalize = decode._PrefixTrie.compact, decode._Beam.finalize
+    monkeypatch.setattr(decode._PrefixTrie, "compact", lambda t, live: sizes.append(len(t.parent)) or compact(t, live))
+    monkeypatch.setattr(decode._Beam, "finalize", lambda b, *a: sizes.append(len(b.trie.parent)) or finalize(b, *a))
+    monkeypatch.setattr(decode, "_COMPACT_AFTER", 10**9)
+    whole = beam_search(lp, CHARS, merge_beams=merge_beams, **kwargs)
+    (grown,) = sizes
+    sizes.clear()
+    monkeypatch.setattr(decode, "_COMPACT_AFTER", 300)
+    assert beam_search(lp, CHARS, merge_beams=merge_beams, **kwargs) == whole
+    assert len(sizes) > 10 and max(sizes) < grown / 10
+
+
+# --- word timestamps -------------------------------------------------------------------------------------------
+
+
+def test_words_start_and_end_where_their_letters_are():
+    # "book": b held two frames, o, a blank, o again (the blank makes it a second o), k; then blanks, a space,
+    # more blanks, and "is" with a held i
+    lp = path_log_probs("-bb-o-ok---_---ii-s-", peak=0.99)
+    book, is_ = WordTime("book", 1, 8, 0.02, 0.16), WordTime("is", 15, 19, 0.3, 0.38)
+    hyps = beam_search(lp, CHARS, beam_size=8, frame_rate=50.0)
+    assert hyps[0] == TimedHypothesis("book is", hyps[0].score, tuple(CHARS.encode("book is")), hyps[0].am_score,
+                                      0.0, (book, is_))  # fmt: skip
+    assert word_timestamps(lp, CHARS.encode("book is"), CHARS, 50.0) == (book, is_)
+    assert word_timestamps(torch.from_numpy(lp), CHARS.encode("book is"), CHARS, 100.0)[1] == WordTime(
+        "is", 15, 19, 0.15, 0.19
+    )  # the rate is the caller's: seconds = frames / frame_rate
+    for h in hyps:  # every hypothesis has its words, in the order of its text
+        assert isinstance(h, TimedHypothesis) and " ".join(w.word for w in h.words) == h.text
+        assert all(w.start_frame < w.end_frame for w in h.words)
+    assert [dataclasses.astuple(h)[:5] for h in hyps] == [
+        dataclasses.astuple(h) for h in beam_search(lp, CHARS, beam_size=8)
+    ]  # the same hypotheses as without timestamps
+
+
+def test_timestamps_of_several_blanks_spaces_and_non_words():
+    lp = path_log_probs("a----_--_----b--_-'-'-_-cc-", peak=0.99)
+    (hyp,) = beam_search(lp, CHARS, beam_size=4, nbest=1, frame_rate=50.0)
+    assert hyp.text == "a b c"  # the two spaces are one, and the word of apostrophes is no word
+    assert [(w.word, w.start_frame, w.end_frame) for w in hyp.words] == [("a", 0, 1), ("b", 13, 14), ("c", 24, 26)]
+    assert beam_search(np.zeros((0, len(CHARS))), CHARS, beam_size=4, frame_rate=50.0)[0].words == ()
+
+
+def test_word_pieces_have_timestamps_too():
+    pieces = SimpleNamespace(vocab=["<blank>", "\u2581bugs", "\u2581bun", "ny", "\u2581buns"])
+    lp = np.log(np.full((6, 5), 0.01))
+    for t, piece in enumerate([1, 0, 2, 2, 3, 0]):
+        lp[t, piece] = np.log(0.96)
+    (hyp,) = beam_search(lp, pieces, beam_size=4, nbest=1, frame_rate=25.0)
+    assert hyp.text == "bugs bunny"
+    assert hyp.words == (WordTime("bugs", 0, 1, 0.0, 0.04), WordTime("bunny", 2, 5, 0.08, 0.2))
+
+
+def test_timestamps_errors_say_what_to_pass():
+    lp = path_log_probs("a-a", AB)
+    assert [w.word for w in word_timestamps(lp, [2, 2], AB, 50.0)] == ["aa"]
+    with pytest.raises(ValueError, match=r"3 tokens cannot be aligned to 3 frames .* a hypothesis's tokens"):
+        word_timestamps(lp, [2, 2, 2], AB, 50.0)
+    with pytest.raises(ValueError, match="frame_rate is output frames per second and must be > 0, got 0"):
+        word_timestamps(lp, [2], AB, 0)
+    with pytest.raises(ValueError, match="frame_rate is output frames per second"):
+        beam_search(lp, AB, beam_size=4, frame_rate=-50.0)
 
 
 # --- contract and edge cases ------------------------------------------------------------------------------------

@@ -171,3 +171,31 @@ def test_inference_on_a_librispeech_split(tmp_path, checkpoint, librispeech_fixt
     assert "LibriSpeech test-clean: using" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "preds" / "metrics.json").read_text())
     assert metrics["utterances"] == 2 and metrics["data"] == "test-clean"
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_inference_timestamps_write_words_with_seconds(tmp_path, decoder):
+    """--timestamps: <id>.json beside <id>.txt, here from saved hand-made log-probs whose letters sit at known
+    frames (50 per second): "book" in frames 1-7 (b held, o blank o, k), "is" in frames 15-18."""
+    import numpy as np
+
+    from asr.text import CharTokenizer
+
+    tokenizer, path = CharTokenizer(), "-bb-o-ok---_---ii-s-"
+    probs = np.full((len(path), len(tokenizer)), 0.01 / (len(tokenizer) - 1))
+    for t, c in enumerate(path):
+        probs[t, tokenizer.vocab.index({"-": "<blank>", "_": " "}.get(c, c))] = 0.99
+    logits = tmp_path / "logits"
+    logits.mkdir()
+    (logits / "tokenizer.json").write_text(json.dumps(tokenizer.state_dict()))
+    np.save(logits / "book.npy", np.log(probs).astype(np.float32))
+    out = tmp_path / "preds"
+    args = ["--logits", str(logits), "--out", str(out), "--decoder", decoder]
+    assert inference.main([*args, "--timestamps"]) == 0
+    assert (out / "book.txt").read_text() == "book is\n"
+    assert json.loads((out / "book.json").read_text()) == {
+        "text": "book is",
+        "words": [{"word": "book", "start": 0.02, "end": 0.16}, {"word": "is", "start": 0.3, "end": 0.38}],
+    }
+    assert inference.main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["book.txt", "inference.json"]
