@@ -29,21 +29,34 @@ def test_ranks_get_equal_disjoint_shares_that_cover_the_epoch(n):
         assert shares[0] == everything[0::2][: len(shares[0])]
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes_match_one_process_accumulating_two_batches(tmp_path, tiny_set):
-    args = ["--dataset", str(tiny_set), "--model", "tiny", "--epochs", "1", "--batch_seconds", "3", "--seed", "1",
-            "--augment", "none", "--max_steps", "2"]  # fmt: skip
+def _torchrun(*flags: str) -> str:
+    """train.py in 2 gloo processes of one thread each; returns what they printed."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py"]
-    done = subprocess.run([*command, *args, "--runs_dir", str(tmp_path / "ddp")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run([*command, *flags], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("done: 2 steps") == 1  # only rank 0 prints
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_process_accumulating_two_batches(tmp_path, tiny_set):
+    base = ["--dataset", str(tiny_set), "--model", "tiny", "--epochs", "1", "--batch_seconds", "3", "--seed", "1",
+            "--augment", "none"]  # fmt: skip
+    printed = _torchrun(*base, "--max_steps", "2", "--runs_dir", str(tmp_path / "ddp"))
+    assert printed.count("done: 2 steps") == 1  # only rank 0 prints
     run = tmp_path / "ddp" / "tiny"
     assert (run / "last.pt").exists() and (run / "best.pt").exists()
     assert len(list((run / "tensorboard").glob("events.*"))) == 1  # one TensorBoard log, rank 0's
-    single = train.main([*args, "--runs_dir", str(tmp_path / "one"), "--grad_accum", "2", "--no-tensorboard"])
+
+    # Resume under DDP: one step, then --resume to the second, ends with the uninterrupted run's weights.
+    _torchrun(*base, "--max_steps", "1", "--runs_dir", str(tmp_path / "cut"))
+    _torchrun("--resume", str(tmp_path / "cut" / "tiny" / "last.pt"), "--max_steps", "2")
+    again = torch.load(tmp_path / "cut" / "tiny" / "last.pt", weights_only=True)["model"]
     ddp = torch.load(run / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(again[k], ddp[k]) for k in ddp)
+
+    single = train.main([*base, "--max_steps", "2", "--runs_dir", str(tmp_path / "one"), "--grad_accum", "2",
+                         "--no-tensorboard"])  # fmt: skip
     one = torch.load(single["run_dir"] / "last.pt", weights_only=True)["model"]
     params = [k for k in one if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     # Not bit-exact: the sums run in another order (and on one thread per process): measured up to 5e-6.
