@@ -197,26 +197,9 @@ def _attempt(
     except requests.RequestException as e:
         raise DownloadError(f"{url}: {_short(e)}") from None
     with r:
-        status = r.status_code
-        if status in _RETRY_STATUS:
-            raise _Transient(f"HTTP {status} {r.reason}")
-        if status == 416 and offset:  # nothing left after `offset`: complete, or the part is bogus
-            if _content_range_total(r.headers.get("Content-Range")) == offset:
-                hasher.sync()
-                return
-            _restart(part, hasher)
-            raise _Transient("the server refused to resume from the partial file; starting over")
-        if status in (401, 403):
-            raise DownloadError(
-                f"{url}: HTTP {status} {r.reason}: access denied. The file is private or needs a login "
-                "(for a gated Hugging Face repository accept its terms and set HF_TOKEN); check the address"
-            )
-        if status in (404, 410):
-            raise DownloadError(f"{url}: HTTP {status} {r.reason}: there is no file at this address; check the URL")
-        if status not in (200, 206):
-            raise DownloadError(f"{url}: unexpected HTTP {status} {r.reason}")
-
-        if status == 206:
+        if _already_complete(url, r, offset, part, hasher):
+            return
+        if r.status_code == 206:
             start, total = _content_range(r.headers.get("Content-Range"))
             if start != offset:
                 _restart(part, hasher)
@@ -238,32 +221,61 @@ def _attempt(
             )
         if total is not None:
             _check_space(part.parent, need=(total - offset) + (space_factor - 1.0) * total)
-
         hasher.sync()
-        received = offset
-        bar = tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
-            disable=not progress, leave=False,
-        )  # fmt: skip
-        stream = r.raw.stream(CHUNK_SIZE, decode_content=False)
-        with bar, open(part, "ab") as f:
-            while True:
-                try:
-                    chunk = next(stream, None)
-                except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
-                    raise _Transient(f"connection dropped after {received:,} bytes ({_short(e)})") from None
-                if chunk is None:
-                    break
-                if received == 0 and _looks_like_html(chunk):
-                    f.close()
-                    part.unlink(missing_ok=True)
-                    raise HtmlResponseError(_html_message(url, chunk.decode("utf-8", "replace")))
-                _write(f, chunk, part)
-                hasher.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-        if total is not None and received != total:
-            raise _Transient(f"connection closed after {received:,} of {total:,} bytes")
+        _append_body(url, r, part, hasher, offset, total, progress)
+
+
+def _already_complete(url: str, r: requests.Response, offset: int, part: Path, hasher: "_PartHasher") -> bool:
+    """Judge the response status: True when the part file already holds everything; raise on errors."""
+    status = r.status_code
+    if status in _RETRY_STATUS:
+        raise _Transient(f"HTTP {status} {r.reason}")
+    if status == 416 and offset:  # nothing left after `offset`: complete, or the part is bogus
+        if _content_range_total(r.headers.get("Content-Range")) == offset:
+            hasher.sync()
+            return True
+        _restart(part, hasher)
+        raise _Transient("the server refused to resume from the partial file; starting over")
+    if status in (401, 403):
+        raise DownloadError(
+            f"{url}: HTTP {status} {r.reason}: access denied. The file is private or needs a login "
+            "(for a gated Hugging Face repository accept its terms and set HF_TOKEN); check the address"
+        )
+    if status in (404, 410):
+        raise DownloadError(f"{url}: HTTP {status} {r.reason}: there is no file at this address; check the URL")
+    if status not in (200, 206):
+        raise DownloadError(f"{url}: unexpected HTTP {status} {r.reason}")
+    return False
+
+
+def _append_body(
+    url: str, r: requests.Response, part: Path, hasher: "_PartHasher", offset: int, total: int | None, progress: bool
+) -> None:
+    """Stream the response body onto the end of `part`, hashing as it goes; raise _Transient if it breaks off."""
+    received = offset
+    bar = tqdm(
+        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
+        disable=not progress, leave=False,
+    )  # fmt: skip
+    stream = r.raw.stream(CHUNK_SIZE, decode_content=False)
+    with bar, open(part, "ab") as f:
+        while True:
+            try:
+                chunk = next(stream, None)
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
+                raise _Transient(f"connection dropped after {received:,} bytes ({_short(e)})") from None
+            if chunk is None:
+                break
+            if received == 0 and _looks_like_html(chunk):
+                f.close()
+                part.unlink(missing_ok=True)
+                raise HtmlResponseError(_html_message(url, chunk.decode("utf-8", "replace")))
+            _write(f, chunk, part)
+            hasher.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+    if total is not None and received != total:
+        raise _Transient(f"connection closed after {received:,} of {total:,} bytes")
 
 
 class _PartHasher:
