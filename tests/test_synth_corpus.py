@@ -114,6 +114,17 @@ def test_plan_holds_out_variants_and_sentences(book: Path) -> None:
     assert [job["id"] for job in plan["test-noisy"]] == [job["id"] for job in plan["test"]]
 
 
+def test_accent_preset_holds_out_the_benchmark_sentences_and_speakers(book: Path) -> None:
+    sentences = synth_corpus.load_sentences(book, 4, 10) * 120  # enough for 800 held-out sentences
+    benchmark = synth_corpus.plan_corpus(synth_corpus.PRESETS["benchmark"], sentences, seed=0)
+    accent = synth_corpus.plan_corpus(synth_corpus.PRESETS["accent"], sentences, seed=0)
+    for split in ("dev", "test"):
+        assert [j["text"] for j in accent[split]] == [j["text"] for j in benchmark[split]]
+        assert {j["variant"] for j in accent[split]} == {j["variant"] for j in benchmark[split]}
+    assert {j["voice"] for jobs in accent.values() for j in jobs} == {"de"}
+    assert "de" not in synth_corpus.PRESETS["benchmark"].voices
+
+
 def _checksums(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
