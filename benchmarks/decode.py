@@ -25,7 +25,9 @@ log-prob -5 skipped, a frame's best kept); a beam threshold of 10 nats below the
 which pyctcdecode adds to the log10 LM score before multiplying by alpha ln 10 and we add in nats after alpha,
 so ours = pyctcdecode's * alpha * ln 10. pyctcdecode also charges that same number, as nats, for a partial word
 that no LM word starts with (times length / 6 beyond 6 characters); it equals our partial-word charge only at
-alpha = 1 / ln 10 = 0.4343, the default here.
+alpha = 1 / ln 10 = 0.4343, the default here. With the LM, both merge the beams the LM can no longer tell
+apart (ours `merge_beams`, pyctcdecode `prune_history`), as inference.py does by default; `--no-merge` turns
+both off.
 
 pyctcdecode (and kenlm, which it needs for the LM) is installed for this benchmark only, in its own venv
 since it pins numpy < 2: `pip install pyctcdecode kenlm`; without them those rows are skipped.
@@ -234,6 +236,13 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=1.0, help="bonus per word")
     parser.add_argument("--unk-offset", type=float, default=-10.0, help="our OOV offset, nats (after alpha)")
     parser.add_argument("--beams", default="10,100", help="beam sizes")
+    parser.add_argument(
+        "--merge",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with the LM, merge beams the LM cannot tell apart: ours merge_beams, pyctcdecode prune_history "
+        "(default: on, as inference.py)",
+    )
     parser.add_argument("--no-pyctcdecode", dest="pyctcdecode", action="store_false")
     parser.add_argument("--against-commit", metavar="REV", help="compare with asr/decode.py at this git revision")
     parser.add_argument("--reps", type=int, default=5, help="timed runs of each utterance with --against-commit")
@@ -305,7 +314,8 @@ def print_settings(args) -> None:
         ("beam width", f"beam_size {args.beams}", f"beam_width {args.beams}"),
         ("token pruning", f"token_min_logp {TOKEN_MIN_LOGP}", f"token_min_logp {TOKEN_MIN_LOGP}"),
         ("beam threshold", f"beam_threshold {BEAM_THRESHOLD} (nats)", f"beam_prune_logp {-BEAM_THRESHOLD}"),
-        ("other pruning", "top_k None, cutoff_prob 1.0, blank_skip None", "prune_history False"),
+        ("other pruning", "top_k None, cutoff_prob 1.0, blank_skip None", "(none)"),
+        ("merging (LM only)", f"merge_beams {args.merge}", f"prune_history {args.merge}"),
         ("LM weight", f"alpha {args.alpha:.4f}", f"alpha {args.alpha:.4f}"),
         ("word bonus", f"beta {args.beta}", f"beta {args.beta}"),
         ("sentence ends", "<s> context, </s> scored at the end", "lm_score_boundary True"),
@@ -335,7 +345,7 @@ def make_decoders(args, tokenizer: CharTokenizer, lm, arpa: Path) -> list[tuple[
     fused = {"lm": lm, "alpha": args.alpha, "beta": args.beta, "unk_offset": args.unk_offset}
     for with_lm in (False, True):
         for b in beams:
-            kw = {"beam_size": b, **common, **(fused if with_lm else {})}
+            kw = {"beam_size": b, **common, **(fused | {"merge_beams": args.merge} if with_lm else {})}
             out.append(("ours", b, with_lm, lambda lp, kw=kw: beam_search(lp, tokenizer, nbest=1, **kw)[0].text))
     if not args.pyctcdecode:
         return out
@@ -360,11 +370,13 @@ def make_decoders(args, tokenizer: CharTokenizer, lm, arpa: Path) -> list[tuple[
         )
     except ImportError:
         print("kenlm is not installed: skipping pyctcdecode with an LM")
-    # decode_beams, not decode: decode always prunes beams that share their last n-1 words (prune_history)
-    py_kw = {"token_min_logp": TOKEN_MIN_LOGP, "beam_prune_logp": -BEAM_THRESHOLD, "prune_history": False}
+    # decode_beams, not decode: decode always prunes beams that share their last n-1 words (prune_history); without
+    # an LM that would merge beams on their partial word alone, which ours never does
+    py_kw = {"token_min_logp": TOKEN_MIN_LOGP, "beam_prune_logp": -BEAM_THRESHOLD}
     for with_lm, decoder in decoders.items():
+        kw = py_kw | {"prune_history": args.merge and with_lm}
         for b in beams:
-            decode = lambda lp, d=decoder, b=b: d.decode_beams(lp, beam_width=b, **py_kw)[0][0]  # noqa: E731
+            decode = lambda lp, d=decoder, b=b, kw=kw: d.decode_beams(lp, beam_width=b, **kw)[0][0]  # noqa: E731
             out.append(("pyctcdecode", b, with_lm, decode))
     return out
 
