@@ -4,14 +4,15 @@
 # accent (espeak-ng's German voice reading English), against training from scratch on the same data with the same
 # number of epochs. Run from the repository root, alone on the machine (README, docs/REPORT.md):
 #
-#     bash benchmarks/finetune.sh [PRETRAIN_EPOCHS] [EPOCHS]        # defaults: 9 and 60
+#     bash benchmarks/finetune.sh [PRETRAIN_EPOCHS] [EPOCHS] [ACCENT_EPOCHS]   # defaults: 9, 60 and 30
 #
 # The pretraining run is the README's `--augment default` benchmark run (same flags), so it also re-measures it.
 #
 # Writes runs/ft-*, preds/ft-* and prints one line per (set, start, decoder): WER/CER and word counts.
 set -euo pipefail
 pretrain_epochs=${1:-9}
-epochs=${2:-60}
+epochs=${2:-60}  # on AN4 and LJSpeech (30 s and 164 s of training audio)
+accent_epochs=${3:-30}  # on the 5 minutes of the new accent: about twice the audio of an LJSpeech run
 
 [ -d corpus/train ] || python benchmarks/synth_corpus.py --preset benchmark --out corpus
 [ -d accent/train ] || python benchmarks/synth_corpus.py --preset accent --out accent
@@ -35,11 +36,12 @@ decode() {  # decode NAME CHECKPOINT TEST LM: greedy and beam + LM on TEST
     done
 }
 
-run() {  # run NAME TRAIN TEST LM EXTRA_FLAGS...: train on TRAIN for $epochs epochs, then decode TEST
-    local name=$1 train=$2 test=$3 lm=$4
+run() {  # run NAME TRAIN TEST LM EXTRA_FLAGS...: train on TRAIN, then decode TEST
+    local name=$1 train=$2 test=$3 lm=$4 n=$epochs
     shift 4
+    [[ $name == *accent* ]] && n=$accent_epochs
     [ -f "runs/$name/best.pt" ] || python train.py --dataset "$train" --eval_dataset "$test" --run_name "$name" \
-        --epochs "$epochs" --batch_seconds 30 --eval_every "$epochs" --no-tensorboard "$@" > "runs/$name.log"
+        --epochs "$n" --batch_seconds 30 --eval_every "$n" --no-tensorboard "$@" > "runs/$name.log"
     decode "$name" "runs/$name/best.pt" "$test" "$lm"
 }
 
