@@ -28,6 +28,12 @@ class ModelConfig:
     rnn_type: str = _f("gru", "recurrent cell", choices=["gru", "lstm"])
     rnn_layers: int = _f(3, "bidirectional recurrent layers")
     rnn_hidden: int = _f(512, "hidden units per direction; directions are summed")
+    time_stride: int = _f(
+        2,
+        "time stride of the first convolution: 100 / stride output frames per second (2: 50/s, enough for"
+        " characters; BPE pieces are fewer per second and tolerate 4)",
+        choices=[2, 3, 4],
+    )
     vocab_size: int = _f(29, "output tokens including the CTC blank (set from the tokenizer)", flag=False)
 
 
