@@ -21,6 +21,7 @@ A thin layer over asr.infer, the same code as `asr.load_model` + `asr.transcribe
 run in batches over a folder or a LibriSpeech split.
 """
 
+import base64
 import dataclasses
 import json
 import sys
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from asr.audio import HOP_LENGTH, SAMPLE_RATE, TorchaudioError
+from asr.audio import TorchaudioError
 from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts
@@ -40,15 +41,16 @@ from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
-from asr.model import CONV1
-from asr.text import CharTokenizer, tokenizer_from_state
+from asr.model import frame_rate
+from asr.text import Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can be decoded without the checkpoint
-FRAME_RATE = SAMPLE_RATE / HOP_LENGTH / CONV1[1][1]  # model output frames per second: 10 ms hop, time stride 2 -> 50
+FRAMES_FILE = "frames.json"  # and the model's output frame rate, for --timestamps
+DEFAULT_FRAME_RATE = 50.0  # of log-probs saved before the time stride was a setting (stride 2: 50 per second)
 
 
-def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, CharTokenizer]:
-    """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer)."""
+def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, Tokenizer, float]:
+    """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer, output frames per s)."""
     model = load_model(config.checkpoint, config.device)
     print(f"checkpoint: {config.checkpoint}")
     if config.dataset:  # a LibriSpeech split: fetch it here, if missing and allowed; load_dataset only reads
@@ -63,13 +65,16 @@ def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, 
             bar.update(len(batch["ids"]) + len(batch["errors"]))
             for i, utt_id in enumerate(batch["ids"]):
                 log_probs[utt_id] = lp[i, : lengths[i]].numpy()  # (T', V)
-    return log_probs, {u.id: u.text for u in utterances}, model.tokenizer
+    rate = frame_rate(model.network.config)
+    return log_probs, {u.id: u.text for u in utterances}, model.tokenizer, rate
 
 
-def save_logits(folder: Path, log_probs: dict, references: dict, tokenizer: CharTokenizer) -> None:
-    """DIR/<id>.npy (float32 (T, V)), DIR/<id>.txt (reference, when known), DIR/tokenizer.json."""
+def save_logits(folder: Path, log_probs: dict, references: dict, tokenizer: Tokenizer, rate: float) -> None:
+    """DIR/<id>.npy (float32 (T, V)), DIR/<id>.txt (reference, when known), DIR/tokenizer.json (a BPE model's
+    bytes in base64), DIR/frames.json (output frames per second)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / TOKENIZER_FILE).write_text(json.dumps(tokenizer.state_dict()) + "\n")
+    (folder / TOKENIZER_FILE).write_text(json.dumps(_json_safe(tokenizer.state_dict())) + "\n")
+    (folder / FRAMES_FILE).write_text(json.dumps({"frame_rate": rate}) + "\n")
     for utt_id, lp in log_probs.items():
         np.save(folder / f"{utt_id}.npy", lp.astype(np.float32))
         if references.get(utt_id) is not None:
@@ -77,13 +82,15 @@ def save_logits(folder: Path, log_probs: dict, references: dict, tokenizer: Char
     print(f"saved log-probs of {len(log_probs)} utterances to {folder}/")
 
 
-def load_logits(folder: Path, report: DataReport) -> tuple[dict, dict, CharTokenizer]:
-    """The inverse of `save_logits`."""
+def load_logits(folder: Path, report: DataReport) -> tuple[dict, dict, Tokenizer, float]:
+    """The inverse of `save_logits` (a folder without frames.json is from a stride-2 model: 50 frames/s)."""
     if not (folder / TOKENIZER_FILE).is_file():
         raise FileNotFoundError(
             f"{folder / TOKENIZER_FILE} not found: --logits takes a folder written by --save_logits"
         )
-    tokenizer = tokenizer_from_state(json.loads((folder / TOKENIZER_FILE).read_text()))
+    tokenizer = tokenizer_from_state(_from_json_safe(json.loads((folder / TOKENIZER_FILE).read_text())))
+    frames = folder / FRAMES_FILE
+    rate = json.loads(frames.read_text())["frame_rate"] if frames.is_file() else DEFAULT_FRAME_RATE
     log_probs = {}
     for path in sorted(folder.glob("*.npy")):
         try:
@@ -91,7 +98,23 @@ def load_logits(folder: Path, report: DataReport) -> tuple[dict, dict, CharToken
         except (ValueError, OSError) as e:
             report.failed.append(f"{path}: cannot read saved log-probs ({e})")
     texts = read_transcripts(folder, report)
-    return log_probs, {utt_id: texts.get(utt_id) for utt_id in log_probs}, tokenizer
+    return log_probs, {utt_id: texts.get(utt_id) for utt_id in log_probs}, tokenizer, rate
+
+
+def _json_safe(state: dict) -> dict:
+    """A tokenizer state for JSON: bytes values (a SentencePiece model) as base64 text under "<key>_base64"."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, bytes):
+            out[f"{key}_base64"] = base64.b64encode(value).decode("ascii")
+        else:
+            out[key] = value
+    return out
+
+
+def _from_json_safe(state: dict) -> dict:
+    """The inverse of `_json_safe`."""
+    return {k.removesuffix("_base64"): base64.b64decode(v) if k.endswith("_base64") else v for k, v in state.items()}
 
 
 def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceConfig, decode_config, lm) -> dict:
@@ -118,15 +141,15 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
 
 
 def write_predictions(
-    folder: Path, predictions: dict, log_probs: dict, tokenizer: CharTokenizer, decode_config: DecodeConfig
+    folder: Path, predictions: dict, log_probs: dict, tokenizer: Tokenizer, decode_config: DecodeConfig, rate: float
 ) -> None:
     """DIR/<id>.txt (one line of text); with --timestamps also DIR/<id>.json: the text and each word with its
     start and end in seconds (`asr.decode.word_timestamps`: where the words are in the text's most probable
-    alignment to the log-probs)."""
+    alignment to the log-probs; `rate` output frames per second)."""
     for utt_id, text in predictions.items():
         (folder / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
         if decode_config.timestamps:
-            words = word_timestamps(log_probs[utt_id], tokenizer.encode(text), tokenizer, FRAME_RATE)
+            words = word_timestamps(log_probs[utt_id], tokenizer.encode(text), tokenizer, rate)
             record = {"text": text, "words": [{"word": w.word, "start": w.start, "end": w.end} for w in words]}
             (folder / f"{utt_id}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     timed = " with word timestamps (<id>.json)" if decode_config.timestamps else ""
@@ -166,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so below
     report = DataReport()
     if config.logits:
-        log_probs, references, tokenizer = load_logits(Path(config.logits), report)
+        log_probs, references, tokenizer, rate = load_logits(Path(config.logits), report)
     else:
-        log_probs, references, tokenizer = run_model(config, report)
+        log_probs, references, tokenizer, rate = run_model(config, report)
     if config.save_logits:
-        save_logits(Path(config.save_logits), log_probs, references, tokenizer)
+        save_logits(Path(config.save_logits), log_probs, references, tokenizer, rate)
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     predictions = dict(
         zip(ids, decode_log_probs([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
     )
-    write_predictions(out, predictions, log_probs, tokenizer, decode_config)
+    write_predictions(out, predictions, log_probs, tokenizer, decode_config, rate)
     (out / SOURCE_FILE).write_text(json.dumps(source_record(config, decode_config), indent=2) + "\n")
 
     # Score every utterance that has a reference; one that failed to load counts as an empty prediction,

@@ -3,12 +3,14 @@
     python train.py                                   # the bundled example set, CPU-friendly
     python train.py --dataset train-clean-360 --epochs 50    # the LibriSpeech recipe (asr/config.py RECIPES)
     python train.py --resume runs/<name>/last.pt      # continue exactly where it stopped
+    python train.py --tokenizer bpe --bpe_vocab_size 256 --time_stride 4    # word pieces (asr/bpe.py)
 
 `main()` below is the whole run, top to bottom; each step it calls is a function
 in this file that fits on a screen.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from asr.audio import TorchaudioError, torchaudio
 from asr.augment import Augmenter
+from asr.bpe import BpeTokenizer, train_bpe
 from asr.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
@@ -63,7 +66,10 @@ from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
-from asr.text import CharTokenizer
+from asr.text import CharTokenizer, Tokenizer, tokenizer_from_state
+
+TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
+TOKENIZER_INFO = "tokenizer.json"  # what that model was trained from: a new run in the folder reuses it if equal
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -80,14 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
     # fp16 with loss scaling rather than bf16: cuDNN runs GRU/LSTM in bf16 only from cuDNN 9.13
     # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts.
     amp = config.amp and device.type == "cuda"
-    model, tokenizer = build_model(settings, resumed)
+    # Unusable files and filtered utterances are counted and printed, never dropped silently; bad data
+    # stops the run here, before its folder exists (a BPE run may have cached its tokenizer there already).
+    sets = read_data(config)
+    model, tokenizer = build_model(settings, resumed, sets.train, run_dir)
     model = model.to(device)
     origin = f"from {config.init_from}" if config.init_from else config.model
     print(f"model ({origin}): {count_parameters(model) / 1e6:.2f}M parameters, {settings.model}, device {device}")
-
-    # Unusable files and filtered utterances are counted and printed, never dropped silently; bad data
-    # stops the run here, before its folder exists.
-    data = build_data(settings, tokenizer, model)
+    data = build_data(settings, tokenizer, model, sets)
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_main():
         (run_dir / "config.json").write_text(json.dumps(settings.as_dict(), indent=2) + "\n")
@@ -166,23 +172,41 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
 
 
 def architecture(config: TrainConfig, train: dict, arch: dict) -> tuple[TrainConfig, ModelConfig]:
-    """The --model preset with ModelConfig flags on top; or, fine-tuning, the --init_from checkpoint's
-    architecture, which flags given on the command line must not contradict (recipe defaults never do)."""
+    """The --model preset with ModelConfig flags on top and an output per token; or, fine-tuning, the --init_from
+    checkpoint's architecture and tokenizer, which flags given on the command line must not contradict (recipe
+    defaults never do)."""
     if config.init_from is None:
-        return config, replace(MODEL_PRESETS[config.model], vocab_size=len(CharTokenizer()), **arch)
-    source = ModelConfig(**load_checkpoint(config.init_from)["model_config"])
+        tokens = len(CharTokenizer()) if config.tokenizer == "char" else config.bpe_vocab_size + 1  # + the blank
+        return config, replace(MODEL_PRESETS[config.model], vocab_size=tokens, **arch)
+    state = load_checkpoint(config.init_from)
+    source = ModelConfig(**state["model_config"])
     clashes = [
         f"--{k} {v} (the checkpoint's is {getattr(source, k)})" for k, v in arch.items() if v != getattr(source, k)
     ]
     preset = next((n for n, c in MODEL_PRESETS.items() if replace(c, vocab_size=source.vocab_size) == source), None)
     if "model" in train and train["model"] != preset:
         clashes.append(f"--model {train['model']} (the checkpoint's is {preset or 'no preset'})")
+    kind, pieces = tokenizer_flags(tokenizer_from_state(state["tokenizer"]))
+    if "tokenizer" in train and train["tokenizer"] != kind:
+        clashes.append(f"--tokenizer {train['tokenizer']} (the checkpoint's is {kind})")
+    if "bpe_vocab_size" in train and train["bpe_vocab_size"] != pieces:
+        clashes.append(f"--bpe_vocab_size {train['bpe_vocab_size']} (the checkpoint's is {pieces or 'none: char'})")
     if clashes:
         raise ValueError(
-            f"a fine-tuned run keeps the architecture of {config.init_from}: {', '.join(clashes)}; drop those flags"
+            f"a fine-tuned run keeps the architecture and tokenizer of {config.init_from}: {', '.join(clashes)}; "
+            "drop those flags"
         )
-    # config.json names the checkpoint's preset (if it is one) and the file's hash; settings.model is the truth.
-    return replace(config, model=preset or config.model, init_from_sha256=file_sha256(config.init_from)), source
+    # config.json names the checkpoint's preset (if it is one), tokenizer and the file's hash; settings.model and
+    # the checkpoint's tokenizer are the truth.
+    config = replace(
+        config, model=preset or config.model, tokenizer=kind, bpe_vocab_size=pieces or config.bpe_vocab_size
+    )
+    return replace(config, init_from_sha256=file_sha256(config.init_from)), source
+
+
+def tokenizer_flags(tokenizer: Tokenizer) -> tuple[str, int | None]:
+    """(--tokenizer, --bpe_vocab_size) that describe a tokenizer; the size is None for characters."""
+    return tokenizer.kind, (len(tokenizer) - 1 if tokenizer.kind == "bpe" else None)
 
 
 def size_for_machine(config: TrainConfig) -> TrainConfig:
@@ -211,13 +235,59 @@ def run_folder(config: TrainConfig) -> Path:
     return run_dir
 
 
-def build_model(settings: Settings, resumed: dict | None) -> tuple[DeepSpeech2, CharTokenizer]:
-    """A new model; or the weights and tokenizer of --init_from (fine-tuning) or of the resumed checkpoint."""
+def build_model(
+    settings: Settings, resumed: dict | None, train_utts: list[Utterance], run_dir: Path
+) -> tuple[DeepSpeech2, Tokenizer]:
+    """A new model and tokenizer (BPE: trained on the training transcripts); or the weights and tokenizer of
+    --init_from (fine-tuning) or of the resumed checkpoint."""
     config = settings.train
     source = resumed or (load_checkpoint(config.init_from) if config.init_from else None)
-    if source is None:
-        return DeepSpeech2(settings.model), CharTokenizer()
-    return model_from_checkpoint(source)
+    if source is not None:
+        return model_from_checkpoint(source)
+    tokenizer = CharTokenizer() if config.tokenizer == "char" else bpe_tokenizer(config, train_utts, run_dir)
+    assert len(tokenizer) == settings.model.vocab_size, (len(tokenizer), settings.model.vocab_size)
+    return DeepSpeech2(settings.model), tokenizer
+
+
+def bpe_tokenizer(config: TrainConfig, train_utts: list[Utterance], run_dir: Path) -> BpeTokenizer:
+    """SentencePiece BPE trained on the training transcripts (asr/bpe.py), cached as run_dir/tokenizer.model:
+    a new run in the same folder (say after bad data stopped the first) reuses it when tokenizer.json says it was
+    trained from the same transcripts, size and seed; training is deterministic, so that only saves time."""
+    texts = [u.text for u in train_utts if u.text]
+    recipe = {"bpe_vocab_size": config.bpe_vocab_size, "seed": config.seed, "transcripts": len(texts),
+              "transcripts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()}  # fmt: skip
+    model_file, info_file = run_dir / TOKENIZER_FILE, run_dir / TOKENIZER_INFO
+    cached = _cached_bpe(model_file, info_file, recipe)
+    if cached is not None:
+        print(f"tokenizer: BPE, {len(cached) - 1} pieces, reused from {model_file}")
+        return cached
+    tic = time.perf_counter()
+    tokenizer = train_bpe(texts, config.bpe_vocab_size, seed=config.seed)
+    print(f"tokenizer: BPE, {len(tokenizer) - 1} pieces (+ blank) trained on {len(texts)} transcripts in "
+          f"{time.perf_counter() - tic:.1f} s; saved as {model_file}")  # fmt: skip
+    if is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(model_file, tokenizer.model)
+        info = {"trained_from": recipe, "model_sha256": tokenizer.sha256}
+        _write_atomically(info_file, (json.dumps(info, indent=2) + "\n").encode())
+    return tokenizer
+
+
+def _cached_bpe(model_file: Path, info_file: Path, recipe: dict) -> BpeTokenizer | None:
+    """The cached tokenizer if info_file says it was trained from `recipe` and model_file is intact, else None."""
+    try:
+        info, model = json.loads(info_file.read_text()), model_file.read_bytes()
+    except (OSError, ValueError):  # missing or unreadable: train again
+        return None
+    if not isinstance(info, dict) or info.get("trained_from") != recipe:
+        return None
+    return BpeTokenizer(model) if info.get("model_sha256") == hashlib.sha256(model).hexdigest() else None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def seed_everything(seed: int) -> None:
@@ -251,21 +321,36 @@ class TrainData:
         return len(self.sampler.rank_batches(epoch))
 
 
-def build_data(settings: Settings, tokenizer: CharTokenizer, model: DeepSpeech2) -> TrainData:
-    """Download what is missing, read both sets, filter, report; exits when nothing usable is left."""
-    config = settings.train
+@dataclass
+class DataSets:
+    """The training and evaluation utterances as read, before filtering, and what went wrong reading them."""
+
+    train: list[Utterance]
+    eval: list[Utterance]  # those with a transcript, at most --eval_utterances
+    eval_spec: str
+    report: DataReport
+
+
+def read_data(config: TrainConfig) -> DataSets:
+    """Download what is missing and read both sets (the training set's transcripts train a BPE tokenizer)."""
     report = DataReport()
     eval_spec = config.eval_dataset or ("dev-clean" if uses_librispeech(config.dataset) else config.dataset)
     for spec in (config.dataset, eval_spec):
         ensure_splits(spec, config.librispeech_dir, config.download)  # the only place a run downloads
     train_utts = load_dataset(config.dataset, config.librispeech_dir, report)
+    eval_utts = [u for u in load_dataset(eval_spec, config.librispeech_dir, report) if u.text is not None]
+    return DataSets(train_utts, eval_utts[: config.eval_utterances], eval_spec, report)
+
+
+def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, sets: DataSets) -> TrainData:
+    """Filter the training set for CTC with the model's real output lengths and the tokenizer's real token counts,
+    report, and build the loaders; exits when nothing usable is left."""
+    config, report, eval_spec, eval_utts = settings.train, sets.report, sets.eval_spec, sets.eval
     try:
         frames = lambda n: int(model.output_lengths(torch.tensor(n)))  # noqa: E731
-        train_utts = filter_for_training(train_utts, tokenizer, frames, config.max_duration, report)
+        train_utts = filter_for_training(sets.train, tokenizer, frames, config.max_duration, report)
     except ValueError as e:  # a tokenizer from --init_from or --resume that lacks a character of the data
         raise ValueError(f"{e}: the checkpoint's tokenizer cannot spell the training transcripts") from None
-    eval_utts = [u for u in load_dataset(eval_spec, config.librispeech_dir, report) if u.text is not None]
-    eval_utts = eval_utts[: config.eval_utterances]
     print(
         f"train: {len(train_utts)} utterances, {sum(u.duration for u in train_utts) / 3600:.2f} h; "
         f"eval ({eval_spec}): {len(eval_utts)} utterances"

@@ -1,7 +1,9 @@
 """Self-describing checkpoints: weights plus everything needed to rebuild and resume.
 
 A checkpoint is a dict saved with torch.save: `model_config` (dict of
-ModelConfig), `tokenizer` (its state dict), `model` (weights), and for training
+ModelConfig; one without `time_stride`, written before it existed, is stride 2),
+`tokenizer` (its state dict: {"kind": "char", "vocab": [...]} or {"kind": "bpe",
+"model": SentencePiece model bytes}), `model` (weights), and for training
 checkpoints `train_config`, optimizer/scheduler/scaler states, counters and RNG
 states. `inference.py --checkpoint X` needs nothing else. Files are written to a
 temporary name and renamed, so a crash never leaves a half-written checkpoint.
@@ -26,7 +28,7 @@ import torch
 
 from asr.config import AUGMENT_PRESETS, ModelConfig
 from asr.model import DeepSpeech2
-from asr.text import CharTokenizer, tokenizer_from_state
+from asr.text import Tokenizer, tokenizer_from_state
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "model_config", "tokenizer", "model")
@@ -105,7 +107,7 @@ def find_checkpoint(runs_dir: str | Path = "runs", weights_dir: str | Path = "we
     )
 
 
-def model_from_checkpoint(state: dict) -> tuple[DeepSpeech2, CharTokenizer]:
+def model_from_checkpoint(state: dict) -> tuple[DeepSpeech2, Tokenizer]:
     """Rebuild the model (eval mode, CPU) and tokenizer stored in a checkpoint."""
     config = ModelConfig(**state["model_config"])
     tokenizer = tokenizer_from_state(state["tokenizer"])
@@ -119,7 +121,7 @@ def model_from_checkpoint(state: dict) -> tuple[DeepSpeech2, CharTokenizer]:
     return model.eval(), tokenizer
 
 
-def model_state(model: DeepSpeech2, tokenizer: CharTokenizer) -> dict:
+def model_state(model: DeepSpeech2, tokenizer: Tokenizer) -> dict:
     """The part of a checkpoint that inference needs."""
     return {
         "model_config": dataclasses.asdict(model.config),

@@ -28,6 +28,12 @@ class ModelConfig:
     rnn_type: str = _f("gru", "recurrent cell", choices=["gru", "lstm"])
     rnn_layers: int = _f(3, "bidirectional recurrent layers")
     rnn_hidden: int = _f(512, "hidden units per direction; directions are summed")
+    time_stride: int = _f(
+        2,
+        "time stride of the first convolution: 100 / stride output frames per second (2: 50/s, enough for"
+        " characters; BPE pieces are fewer per second and tolerate 4)",
+        choices=[2, 3, 4],
+    )
     vocab_size: int = _f(29, "output tokens including the CTC blank (set from the tokenizer)", flag=False)
 
 
@@ -203,6 +209,15 @@ class TrainConfig:
         choices=["none", "conv", "encoder"],
     )
     freeze_epochs: int = _f(0, "epochs during which --freeze applies")
+    tokenizer: str = _f(
+        "char",
+        "output tokens: char (blank, space, apostrophe, a-z) or bpe (SentencePiece BPE pieces trained on the"
+        " training transcripts, cached as runs/<run_name>/tokenizer.model and stored in every checkpoint)",
+        choices=["char", "bpe"],
+    )
+    bpe_vocab_size: int = _f(
+        256, "--tokenizer bpe: SentencePiece pieces; the CTC blank is added on top (the output layer has N + 1 units)"
+    )
     augment: str = _f(
         "none",
         "training augmentation preset (AUGMENT_PRESETS; `default` for real training data; none keeps the example"
@@ -314,7 +329,17 @@ class WeightsConfig:
 
 # A resumed run continues its batches, its schedule and its weights: these cannot change with --resume
 # (nor can any ModelConfig field). Everything else (lr, epochs, evaluation, augmentation, ...) can, and takes effect.
-FIXED_ON_RESUME = ("dataset", "model", "init_from", "seed", "batch_seconds", "grad_accum", "max_duration")
+FIXED_ON_RESUME = (
+    "dataset",
+    "model",
+    "init_from",
+    "seed",
+    "batch_seconds",
+    "grad_accum",
+    "max_duration",
+    "tokenizer",
+    "bpe_vocab_size",
+)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, duration_of, load_audio, num_frames
 from asr.librispeech import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_splits
-from asr.text import CharTokenizer, normalize
+from asr.text import Tokenizer, normalize
 
 if TYPE_CHECKING:
     from asr.augment import Augmenter
@@ -166,7 +166,7 @@ def uses_librispeech(spec: str) -> bool:
 
 def filter_for_training(
     utterances: list[Utterance],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     output_frames: Callable[[int], int],
     max_duration: float,
     report: DataReport,
@@ -204,7 +204,7 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         utterances: list[Utterance],
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         n_mels: int,
         augmenter: "Augmenter | None" = None,
         seed: int = 0,

@@ -46,9 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.text import CharTokenizer, normalize
+from asr.text import WORD_START, Tokenizer, join_pieces, normalize
 
-WORD_START = "\u2581"  # SentencePiece's "▁": a BPE piece that starts a new word
 _RESCALE_BELOW = 1e-30  # rescale beam probabilities when the best falls below this (or rises above its inverse)
 _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescaled beam can never underflow to 0
 _MIN_FACTOR = math.exp(_MIN_LOG_FACTOR)
@@ -62,7 +61,7 @@ _COMPACT_AFTER = 30_000
 _ALIGN_BLOCK = 512  # frames whose emission log-probabilities the Viterbi alignment gathers at a time
 
 
-def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: CharTokenizer) -> list[str]:
+def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tokenizer) -> list[str]:
     """Best-path decoding of a batch, as normalised text (single spaces, none at the ends).
 
     log_probs: (B, T, V) log-probabilities (any monotone scores work); lengths: (B,) valid frames.
@@ -115,7 +114,7 @@ class TimedHypothesis(Hypothesis):
 
 def beam_search(
     log_probs: torch.Tensor | np.ndarray,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     *,
     beam_size: int,
     lm=None,
@@ -156,7 +155,7 @@ def beam_search(
     Two exact shortcuts are always on: a blank-only frame costs O(1), and a run of frames whose only candidate
     is one same token is decoded as one frame.
     nbest: return at most this many hypotheses (default: all that survive, up to beam_size).
-    frame_rate: output frames per second (50 for the character model); given, every hypothesis is a
+    frame_rate: output frames per second (`asr.model.frame_rate`: 50 at time stride 2); given, every hypothesis is a
     `TimedHypothesis` with its words' positions (`word_timestamps`, ~10 us per frame each: nbest=1 saves time).
 
     Hypotheses are distinct labellings with distinct text (labellings that differ only in spaces are kept
@@ -187,14 +186,15 @@ def _check_options(beam_size: int, beam_threshold: float, top_k: int | None, fra
 
 
 def word_timestamps(
-    log_probs: torch.Tensor | np.ndarray, tokens: Sequence[int], tokenizer: CharTokenizer, frame_rate: float
+    log_probs: torch.Tensor | np.ndarray, tokens: Sequence[int], tokenizer: Tokenizer, frame_rate: float
 ) -> tuple[WordTime, ...]:
     """Where each word of a labelling is: the frames of its tokens in the labelling's most probable alignment.
 
     log_probs: (T, V) natural-log probabilities of one utterance; tokens: the labelling (no blanks), e.g. a
-    hypothesis's `tokens` or `tokenizer.encode(text)`; frame_rate: output frames per second (50 for the character
-    model). A word starts at the first frame of its first token and ends one frame after the last frame of its
-    last token; the best alignment (Viterbi) decides how runs of a token and of blanks are shared out.
+    hypothesis's `tokens` or `tokenizer.encode(text)`; frame_rate: output frames per second
+    (`asr.model.frame_rate`: 50 at time stride 2). A word (characters, or BPE pieces up to the next "▁") starts at
+    the first frame of its first token and ends one frame after the last frame of its last token; the best
+    alignment (Viterbi) decides how runs of a token and of blanks are shared out.
     Raises ValueError when the labelling cannot fit in T frames (each token needs a frame, a repeat two).
     """
     _check_options(1, 0.0, None, frame_rate)
@@ -204,7 +204,7 @@ def word_timestamps(
 
 def decode_batch(
     log_probs: Sequence[torch.Tensor | np.ndarray],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     *,
     workers: int = 1,
     lm=None,
@@ -224,7 +224,7 @@ def decode_batch(
 
 def decode_grid(
     log_probs: Sequence[torch.Tensor | np.ndarray],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     *,
     lm,
     alphas: Sequence[float],
@@ -440,9 +440,11 @@ def _kept(
 class _WordTracker:
     """The word-level state of every trie node, for shallow fusion: what each token does to the current word.
 
-    Per token: whether it ends the current word and what text it adds to the next one. A character vocabulary
-    has " " (ends a word, adds nothing) and letters (add themselves); a BPE piece "▁ab" ends the word and
-    starts "ab". This is the only place that knows about word boundaries, so both kinds share one decoder.
+    Per token (from `_word_parts`): whether it ends the current word by beginning a new one, and what text it adds
+    to the word it is in. A character vocabulary has " " (ends a word, adds nothing) and letters (add themselves);
+    a BPE piece "▁ab" ends the word and starts "ab", a piece "ab" adds "ab". So both kinds share one decoder, and
+    the LM stays word-level: a partial word grows by whole pieces, and is checked against the LM's words as a
+    string prefix whatever its pieces are.
 
     Per trie node, in lists indexed by node id like the trie's: its word state and its LM factor.
 
@@ -458,8 +460,7 @@ class _WordTracker:
 
     def __init__(self, vocab: list[str], lm, alpha: float, beta: float, unk_offset: float) -> None:
         self.lm, self.alpha, self.beta, self.unk_offset = lm, alpha, beta, unk_offset
-        self.ends_word = [t == " " or t.startswith(WORD_START) for t in vocab]
-        self.piece = ["" if t == " " else t.removeprefix(WORD_START) for t in vocab]
+        self.ends_word, self.piece = _word_parts(vocab)
         # per token, an upper bound of a node's `factor`, for pruning before the LM is asked: a letter can only
         # add to a charge (unk_offset <= 0) and ending a word takes back a charge of any size (no bound)
         letter = 1.0 if unk_offset <= 0.0 else math.inf
@@ -881,14 +882,27 @@ def _best_alignment(lp: np.ndarray, tokens: tuple[int, ...]) -> np.ndarray:
     return path
 
 
+def _word_parts(vocab: list[str]) -> tuple[list[bool], list[str]]:
+    """Per token: (does it begin a new word, the letters it adds to the word it is in).
+
+    The one place that says where words begin, for every vocabulary: a character vocabulary's " " begins a word
+    and adds nothing (a boundary-only token), a letter adds itself; a BPE piece "▁abc" begins a word and adds
+    "abc" ("▁" alone is boundary-only), a piece "abc" adds "abc" to the current word. A word ends where the next
+    begins, or at the end of the utterance."""
+    begins = [t == " " or t.startswith(WORD_START) for t in vocab]
+    letters = ["" if t == " " else t.removeprefix(WORD_START) for t in vocab]
+    return begins, letters
+
+
 def _word_spans(tokens: tuple[int, ...], vocab: list[str]) -> list[tuple[str, int, int]]:
     """(word as the hypothesis text shows it, index of its first token, of its last) for each word of tokens."""
+    begins, letters = _word_parts(vocab)
     spans, word, first, last = [], "", -1, -1
     for i, token in enumerate(tokens):
-        piece = vocab[token]
-        if piece == " " or piece.startswith(WORD_START):
+        piece = letters[token]
+        if begins[token]:
             spans.append((word, first, last))
-            word, piece = "", "" if piece == " " else piece.removeprefix(WORD_START)
+            word = ""
         if piece:
             if not word:
                 first = i
@@ -899,11 +913,8 @@ def _word_spans(tokens: tuple[int, ...], vocab: list[str]) -> list[tuple[str, in
 
 
 def _text(tokens: tuple[int, ...], vocab: list[str]) -> str:
-    """The normalised text of a labelling."""
-    text = " ".join("".join(vocab[t] for t in tokens).replace(WORD_START, " ").split())
-    if "'" in text:  # the only character whose normalisation is more than collapsing spaces
-        text = normalize(text)
-    return text
+    """The normalised text of a labelling (words begin at " " and "▁", as `_word_parts` says)."""
+    return join_pieces(vocab[t] for t in tokens)
 
 
 def _neg_second(item: tuple) -> float:

@@ -23,7 +23,7 @@ from asr.data import BucketBatchSampler, SpeechDataset, Utterance, collate
 from asr.decode import beam_options, decode_batch, greedy_decode
 from asr.lm import NGramLM, load_lm
 from asr.model import DeepSpeech2, pick_device
-from asr.text import CharTokenizer
+from asr.text import Tokenizer
 
 DECODERS = tuple(next(f for f in dataclasses.fields(DecodeConfig) if f.name == "decoder").metadata["choices"])
 
@@ -33,7 +33,7 @@ class Recognizer:
     """What `load_model` returns: the network (eval mode, on `device`), its tokenizer, and where it came from."""
 
     network: DeepSpeech2
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     device: torch.device
     checkpoint: Path
 
@@ -78,7 +78,7 @@ def transcribe(
 
 
 def decode_log_probs(
-    log_probs: Sequence[np.ndarray], tokenizer: CharTokenizer, config: DecodeConfig, lm: NGramLM | None = None
+    log_probs: Sequence[np.ndarray], tokenizer: Tokenizer, config: DecodeConfig, lm: NGramLM | None = None
 ) -> list[str]:
     """(T_i, V) log-probabilities of each utterance -> its text, with `config.decoder` (`lm` only for beam_lm;
     with it, `config.merge_beams` merges the prefixes the LM cannot tell apart)."""
@@ -91,7 +91,7 @@ def decode_log_probs(
 
 
 def eval_loader(
-    utterances: list[Utterance], tokenizer: CharTokenizer, n_mels: int, batch_seconds: float, num_workers: int = 0
+    utterances: list[Utterance], tokenizer: Tokenizer, n_mels: int, batch_seconds: float, num_workers: int = 0
 ) -> torch.utils.data.DataLoader:
     """Deterministic, unaugmented batches of `utterances`, shortest first."""
     dataset = SpeechDataset(utterances, tokenizer, n_mels)

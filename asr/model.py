@@ -7,20 +7,35 @@ zeroed; batch-norm statistics are computed over valid frames only
 utterance's output is the same whatever it is batched with (tested), and in
 train mode the statistics do not depend on how much padding a batch carries.
 
-Time is downsampled by 2 (first convolution only): 10 ms feature frames become
-20 ms output frames, 50 per second, comfortably above the ~15 characters per
-second of fast speech that a character CTC model must fit.
+Time is downsampled by `ModelConfig.time_stride` (first convolution only): with
+the default 2, 10 ms feature frames become 20 ms output frames, 50 per second,
+comfortably above the ~15 characters per second of fast speech that a character
+CTC model must fit; BPE pieces are fewer per second and tolerate a stride of 4
+(25 frames per second, and a cheaper recurrent stack).
 """
 
 import torch
 from torch import nn
 
+from asr.audio import HOP_LENGTH, SAMPLE_RATE
 from asr.config import ModelConfig
 
 CLIP = 20.0  # clipped ReLU ceiling from the paper: min(max(x, 0), 20)
-# (kernel, stride, padding) as (frequency, time) for the two convolutions
+# (kernel, stride, padding) as (frequency, time) for the two convolutions; CONV1's time stride is the
+# default, `conv1(time_stride)` the one a model uses
 CONV1 = ((41, 11), (2, 2), (20, 5))
 CONV2 = ((21, 11), (2, 1), (10, 5))
+
+
+def conv1(time_stride: int) -> tuple:
+    """CONV1 with the given time stride."""
+    (kernel, (freq_stride, _), padding) = CONV1
+    return kernel, (freq_stride, time_stride), padding
+
+
+def frame_rate(config: ModelConfig) -> float:
+    """Output frames per second: 100 feature frames per second (10 ms hop) over the time stride (2 -> 50)."""
+    return SAMPLE_RATE / HOP_LENGTH / config.time_stride
 
 
 class MaskedBatchNorm(nn.Module):
@@ -92,11 +107,12 @@ class DeepSpeech2(nn.Module):
         super().__init__()
         self.config = config
         c = config.conv_channels
-        self.conv1 = nn.Conv2d(1, c, *CONV1, bias=False)
+        self.conv1_spec = conv1(config.time_stride)
+        self.conv1 = nn.Conv2d(1, c, *self.conv1_spec, bias=False)
         self.bn1 = MaskedBatchNorm(c)
         self.conv2 = nn.Conv2d(c, c, *CONV2, bias=False)
         self.bn2 = MaskedBatchNorm(c)
-        freq = _conv_out(_conv_out(config.n_mels, CONV1, 0), CONV2, 0)
+        freq = _conv_out(_conv_out(config.n_mels, self.conv1_spec, 0), CONV2, 0)
         self.rnns = nn.ModuleList()
         self.rnn_norms = nn.ModuleList()  # sequence-wise BN before every RNN but the first (its input is BN'd)
         size = c * freq
@@ -109,7 +125,7 @@ class DeepSpeech2(nn.Module):
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Exact output frames for input frame counts (only the first convolution strides in time)."""
-        return _conv_out(lengths, CONV1, 1)
+        return _conv_out(lengths, self.conv1_spec, 1)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         valid = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]

@@ -1,18 +1,27 @@
-"""Text normalisation and tokenizers.
+"""Text normalisation and the character tokenizer.
 
 Every transcript, reference or prediction goes through `normalize()` before it
 is encoded or scored, so training targets, decoder output and metric inputs all
 live in the same alphabet: lowercase a-z, the apostrophe and single spaces.
 `normalize()`'s docstring lists the rules (numbers, ordinals, accents,
 punctuation, apostrophes) with an example each.
+
+A tokenizer (`Tokenizer`) maps normalised text to CTC target ids, with the
+blank at index 0. `CharTokenizer` lives here; the SentencePiece BPE tokenizer
+is `asr.bpe.BpeTokenizer`, and `tokenizer_from_state` rebuilds either from a
+checkpoint. The decoder needs only a tokenizer's `vocab`: each token's surface,
+where " " (characters) or a leading "▁" (`WORD_START`, BPE pieces) begins a word.
 """
 
 import re
 import unicodedata
+from collections.abc import Iterable
+from typing import Protocol
 
 BLANK = "<blank>"
 SPACE = " "
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+WORD_START = "\u2581"  # SentencePiece's "▁": a BPE piece that begins with it begins a new word
 
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen "
@@ -107,6 +116,40 @@ def normalize(text: str) -> str:
     return " ".join(w for w in words if w != "'")
 
 
+def join_pieces(pieces: Iterable[str]) -> str:
+    """Token surfaces -> normalised text: " " and "▁" separate words, and the result has single spaces, none at
+    the ends ("▁the", "▁ca", "t" -> "the cat"); a word of apostrophes only is dropped, as `normalize` does."""
+    text = " ".join("".join(pieces).replace(WORD_START, " ").split())
+    if "'" in text:  # the only character whose normalisation is more than collapsing spaces
+        text = normalize(text)
+    return text
+
+
+def collapse_ctc(ids: Iterable[int], blank: int = 0) -> list[int]:
+    """A frame-level CTC path -> its labelling: merge repeats, then drop blanks ([1,2,2,0,0,0,2,1] -> [1,2,2,1])."""
+    out, prev = [], None
+    for i in ids:
+        if i != prev and i != blank:
+            out.append(i)
+        prev = i
+    return out
+
+
+class Tokenizer(Protocol):
+    """What training, decoding and checkpoints need of a tokenizer (CharTokenizer, asr.bpe.BpeTokenizer)."""
+
+    kind: str  # "char" or "bpe": which class `tokenizer_from_state` rebuilds
+    vocab: list[str]  # surface of every token id; vocab[0] is the CTC blank
+    blank: int  # 0
+    space: int | None  # the token that only separates words (" " or "▁"), if there is one
+
+    def __len__(self) -> int: ...
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+    def decode_ctc(self, ids: list[int]) -> str: ...
+    def state_dict(self) -> dict: ...
+
+
 class CharTokenizer:
     """Character vocabulary for CTC: index 0 is the blank, then space, apostrophe, a-z.
 
@@ -140,20 +183,20 @@ class CharTokenizer:
 
     def decode_ctc(self, ids: list[int]) -> str:
         """A frame-level CTC path -> text: merge repeats, then drop blanks."""
-        out, prev = [], None
-        for i in ids:
-            if i != prev and i != self.blank:
-                out.append(i)
-            prev = i
-        return self.decode(out)
+        return self.decode(collapse_ctc(ids, self.blank))
 
     def state_dict(self) -> dict:
         """What a checkpoint stores to rebuild this tokenizer."""
         return {"kind": self.kind, "vocab": self.vocab}
 
 
-def tokenizer_from_state(state: dict) -> CharTokenizer:
-    """Rebuild a tokenizer saved with `state_dict()`."""
-    if state.get("kind") != "char":
-        raise ValueError(f"unknown tokenizer kind {state.get('kind')!r} in checkpoint")
-    return CharTokenizer(state["vocab"])
+def tokenizer_from_state(state: dict) -> Tokenizer:
+    """Rebuild a tokenizer saved with `state_dict()`: a CharTokenizer or an asr.bpe.BpeTokenizer, by its kind."""
+    kind = state.get("kind") if isinstance(state, dict) else None
+    if kind == "char":
+        return CharTokenizer(state["vocab"])
+    if kind == "bpe":
+        from asr.bpe import BpeTokenizer  # imported here: asr.bpe imports this module
+
+        return BpeTokenizer(state["model"])
+    raise ValueError(f"unknown tokenizer kind {kind!r} in checkpoint (this code knows 'char' and 'bpe')")

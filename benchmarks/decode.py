@@ -161,7 +161,8 @@ def saved_utterances(folder: Path, n: int, tokenizer: CharTokenizer) -> list[tup
     if not folder.is_dir():
         raise SystemExit(f"--logits {folder}: no such folder; write one with inference.py --save_logits {folder}")
     saved = folder / "tokenizer.json"
-    if saved.is_file() and tokenizer_from_state(json.loads(saved.read_text())).vocab != tokenizer.vocab:
+    state = json.loads(saved.read_text()) if saved.is_file() else None
+    if state is not None and (state.get("kind") != "char" or tokenizer_from_state(state).vocab != tokenizer.vocab):
         raise SystemExit(f"{saved}: the model's tokenizer is not the default CharTokenizer this benchmark decodes")
     pairs = []
     for npy in sorted(folder.glob("*.npy"))[:n]:

@@ -34,6 +34,15 @@ def test_round_trip_with_weights_only(tmp_path):
     assert all(torch.equal(expected[k], w) for k, w in rebuilt.state_dict().items())
 
 
+def test_a_model_config_without_time_stride_loads_as_stride_2(tmp_path):
+    model, tokenizer = _tiny()
+    state = model_state(model, tokenizer)
+    del state["model_config"]["time_stride"]  # as written before the field existed
+    save_checkpoint(tmp_path / "old.pt", state)
+    rebuilt, _ = model_from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
+    assert rebuilt.config.time_stride == 2 and rebuilt.output_lengths(torch.tensor(101)).item() == 51
+
+
 def test_rng_states_restore_every_generator():
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     saved = rng_states()

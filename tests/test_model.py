@@ -5,7 +5,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asr.config import MODEL_PRESETS
-from asr.model import BiRNN, DeepSpeech2, MaskedBatchNorm, count_parameters
+from asr.model import BiRNN, DeepSpeech2, MaskedBatchNorm, count_parameters, frame_rate
 
 TINY = MODEL_PRESETS["tiny"]
 
@@ -20,6 +20,22 @@ def model():
 def test_output_lengths_match_the_real_forward(model, length):
     log_probs, out_lengths = model.eval()(torch.randn(1, length, TINY.n_mels), torch.tensor([length]))
     assert log_probs.shape[1] == out_lengths.item() == model.output_lengths(torch.tensor(length)).item()
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4])
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 7, 10, 11, 99, 100, 101, 257])
+def test_output_lengths_match_the_real_forward_at_every_time_stride(stride, length):
+    torch.manual_seed(0)
+    model = DeepSpeech2(dataclasses.replace(TINY, time_stride=stride)).eval()
+    log_probs, out_lengths = model(torch.randn(1, length, TINY.n_mels), torch.tensor([length]))
+    assert log_probs.shape[1] == out_lengths.item() == model.output_lengths(torch.tensor(length)).item()
+    assert out_lengths.item() == (length - 1) // stride + 1  # kernel 11, padding 5: one frame per `stride`
+
+
+def test_frame_rate_follows_the_time_stride():
+    assert [frame_rate(dataclasses.replace(TINY, time_stride=s)) for s in (2, 3, 4)] == [50.0, 100 / 3, 25.0]
+    model = DeepSpeech2(dataclasses.replace(TINY, time_stride=4))
+    assert model.output_lengths(torch.tensor(100 * 60)).item() / 60 == pytest.approx(25, abs=0.05)
 
 
 def test_at_least_40_output_frames_per_second(model):
