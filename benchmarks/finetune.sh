@@ -4,15 +4,15 @@
 # accent (espeak-ng's German voice reading English), against training from scratch on the same data with the same
 # number of epochs. Run from the repository root, alone on the machine (README, docs/REPORT.md):
 #
-#     bash benchmarks/finetune.sh [PRETRAIN_EPOCHS] [EPOCHS] [ACCENT_EPOCHS]   # defaults: 9, 60 and 30
+#     bash benchmarks/finetune.sh [PRETRAIN_EPOCHS] [EPOCHS] [ACCENT_EPOCHS]   # defaults: 9, 40 and 20
 #
 # The pretraining run is the README's `--augment default` benchmark run (same flags), so it also re-measures it.
 #
 # Writes runs/ft-*, preds/ft-* and prints one line per (set, start, decoder): WER/CER and word counts.
 set -euo pipefail
 pretrain_epochs=${1:-9}
-epochs=${2:-60}  # on AN4 and LJSpeech (30 s and 164 s of training audio)
-accent_epochs=${3:-30}  # on the 5 minutes of the new accent: about twice the audio of an LJSpeech run
+epochs=${2:-40}  # on AN4 and LJSpeech (30 s and 164 s of training audio)
+accent_epochs=${3:-20}  # on the 5 minutes of the new accent: about the audio of an LJSpeech run
 
 [ -d corpus/train ] || python benchmarks/synth_corpus.py --preset benchmark --out corpus
 [ -d accent/train ] || python benchmarks/synth_corpus.py --preset accent --out accent
@@ -54,5 +54,5 @@ for set in lj an4 accent; do
     run "ft-$set-init" "$train" "$test" "$lm" --init_from "$pretrained"
     run "ft-$set-init-lr5e-4" "$train" "$test" "$lm" --init_from "$pretrained" --lr 5e-4 --warmup 0.05
     run "ft-$set-init-freeze" "$train" "$test" "$lm" --init_from "$pretrained" --lr 5e-4 --warmup 0.05 \
-        --freeze conv --freeze_epochs 20
+        --freeze conv --freeze_epochs 10
 done
