@@ -224,7 +224,20 @@ class TrainConfig:
     grad_clip: float = _f(5.0, "clip the global gradient norm to this value")
     seed: int = _f(0, "seed for weights, batch order and augmentation")
     device: str = _f("auto", "cuda, mps, cpu, or auto (the first available in that order)")
-    amp: bool = _f(True, "mixed precision on CUDA (fp16 with dynamic loss scaling)")
+    amp: bool = _f(
+        True, "mixed precision on CUDA (fp16 with dynamic loss scaling); also used by evaluation and inference.py"
+    )
+    deterministic: bool = _f(
+        False,
+        "deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN deterministic, no benchmark mode,"
+        " CUBLAS_WORKSPACE_CONFIG on CUDA). CPU runs are bit-exact without it; on CUDA it is slower and CTC's"
+        " backward, which has no deterministic CUDA kernel, stays nondeterministic (torch warns)",
+    )
+    cudnn_benchmark: bool = _f(
+        False,
+        "let cuDNN time its algorithms for every new input shape and keep the fastest; pays only when shapes"
+        " repeat, and duration-bucketed batches rarely do (about one new (batch, frames) shape per batch)",
+    )
     num_workers: int | None = _f(
         0,
         "DataLoader worker processes for loading and featurising audio; the LibriSpeech recipe uses one per spare"

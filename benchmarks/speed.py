@@ -164,8 +164,8 @@ def main() -> None:
         parser.error("--device cuda: PyTorch sees no CUDA GPU here")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as train.py
+    # cuDNN benchmark mode stays off, as in train.py by default: its batches rarely repeat a shape, and this
+    # fixed-shape batch would otherwise flatter the GPU figures.
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} threads"
     print(f"batch {BATCH} x ~{SECONDS:g} s, {where}, torch {torch.__version__}, median of {args.repeats}")
     header = f"{'preset':7} {'params':>7} {'train audio-s/s':>16} {'packed ref':>11} {'ratio':>6} "
