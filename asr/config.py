@@ -230,13 +230,13 @@ class TrainConfig:
     deterministic: bool = _f(
         False,
         "deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN deterministic, no benchmark mode,"
-        " CUBLAS_WORKSPACE_CONFIG on CUDA). CPU runs are bit-exact without it; on CUDA it is slower and CTC's"
+        " CUBLAS_WORKSPACE_CONFIG on CUDA). CPU runs are reproducible bit for bit without it; on CUDA it is slower and CTC's"
         " backward, which has no deterministic CUDA kernel, stays nondeterministic (torch warns)",
     )
     cudnn_benchmark: bool = _f(
         False,
         "let cuDNN time its algorithms for every new input shape and keep the fastest; pays only when shapes"
-        " repeat, and duration-bucketed batches rarely do (about one new (batch, frames) shape per batch)",
+        " repeat, and batches bucketed by duration rarely do (about one new (batch, frames) shape per batch)",
     )
     num_workers: int | None = _f(
         0,
