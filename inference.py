@@ -36,7 +36,7 @@ from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts
 from asr.decode import beam_options, decode_grid, word_timestamps
-from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model
+from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model, uses_amp
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
@@ -49,8 +49,9 @@ FRAME_RATE = SAMPLE_RATE / HOP_LENGTH / CONV1[1][1]  # model output frames per s
 
 def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, CharTokenizer]:
     """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer)."""
-    model = load_model(config.checkpoint, config.device)
-    print(f"checkpoint: {config.checkpoint}")
+    model = load_model(config.checkpoint, config.device, config.amp)
+    precision = "fp16 autocast, as train.py evaluates" if uses_amp(model.device, model.amp) else "fp32"
+    print(f"checkpoint: {config.checkpoint} ({model.device}, {precision})")
     if config.dataset:  # a LibriSpeech split: fetch it here, if missing and allowed; load_dataset only reads
         ensure_splits(config.dataset, config.librispeech_dir, config.download)
     utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report)
@@ -58,7 +59,7 @@ def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, 
     loader = eval_loader(utterances, model.tokenizer, model.network.config.n_mels, config.batch_seconds)
     log_probs: dict[str, np.ndarray] = {}
     with tqdm(total=len(utterances), desc="acoustic model", unit="utt", disable=None) as bar:
-        for batch, lp, lengths in batch_log_probs(model.network, loader, model.device):
+        for batch, lp, lengths in batch_log_probs(model.network, loader, model.device, model.amp):
             report.failed.extend(batch["errors"])
             bar.update(len(batch["ids"]) + len(batch["errors"]))
             for i, utt_id in enumerate(batch["ids"]):

@@ -58,7 +58,7 @@ from asr.data import (
 )
 from asr.decode import decode_batch, greedy_decode
 from asr.download import file_sha256
-from asr.infer import autocast, batch_log_probs, eval_loader
+from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
@@ -79,8 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
     device = pick_device(config.device)
     set_determinism(config, device)
     # fp16 with loss scaling rather than bf16: cuDNN runs GRU/LSTM in bf16 only from cuDNN 9.13
-    # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts.
-    amp = config.amp and device.type == "cuda"
+    # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts. Training steps,
+    # evaluation and inference.py all pass the flag to one function (asr.infer.uses_amp: fp16 only on CUDA),
+    # so validation and test WERs come from the same arithmetic.
+    amp = config.amp
     model, tokenizer = build_model(settings, resumed)
     model = model.to(device)
     origin = f"from {config.init_from}" if config.init_from else config.model
@@ -340,7 +342,7 @@ def build_optimizer(config: TrainConfig, model: DeepSpeech2, steps_per_epoch: in
     total = config.epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, config.warmup))
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and next(model.parameters()).is_cuda)
+    scaler = torch.amp.GradScaler("cuda", enabled=uses_amp(next(model.parameters()).device, config.amp))
     return Optimization(optimizer, scheduler, scaler)
 
 

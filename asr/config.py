@@ -230,8 +230,8 @@ class TrainConfig:
     deterministic: bool = _f(
         False,
         "deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN deterministic, no benchmark mode,"
-        " CUBLAS_WORKSPACE_CONFIG on CUDA). CPU runs are reproducible bit for bit without it; on CUDA it is slower and CTC's"
-        " backward, which has no deterministic CUDA kernel, stays nondeterministic (torch warns)",
+        " CUBLAS_WORKSPACE_CONFIG on CUDA). CPU runs are reproducible bit for bit without it; on CUDA it is slower"
+        " and CTC's backward, which has no deterministic CUDA kernel, stays nondeterministic (torch warns)",
     )
     cudnn_benchmark: bool = _f(
         False,
@@ -294,6 +294,9 @@ class InferenceConfig:
     grid_betas: str = _f("0,0.5,1,1.5,2,3", "comma-separated word bonuses for --grid_alphas")
     batch_seconds: float = _f(200.0, "audio seconds per inference batch")
     device: str = _f("auto", "cuda, mps, cpu, or auto")
+    amp: bool = _f(
+        True, "fp16 autocast on CUDA, the precision train.py evaluates in (--no-amp: fp32); no effect on a CPU"
+    )
 
 
 @dataclass(frozen=True)

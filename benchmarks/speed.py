@@ -131,7 +131,7 @@ def time_inference(model: DeepSpeech2, batch, repeats: int) -> float:
     times = []
     for _ in range(repeats + 1):
         tic = _now(x.device)
-        with autocast(x.device, enabled=True):
+        with autocast(x.device, amp=True):
             model(x, lengths)
         times.append(_now(x.device) - tic)
     return statistics.median(times[1:])
