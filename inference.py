@@ -34,7 +34,7 @@ from tqdm import tqdm
 from asr.audio import HOP_LENGTH, SAMPLE_RATE, TorchaudioError
 from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
-from asr.data import DataReport, load_dataset, read_transcripts
+from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
 from asr.decode import beam_options, decode_grid, word_timestamps
 from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model, uses_amp
 from asr.librispeech import ensure_splits
@@ -56,7 +56,11 @@ def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, 
         ensure_splits(config.dataset, config.librispeech_dir, config.download)
     utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report)
     print(f"{len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min of audio")
-    loader = eval_loader(utterances, model.tokenizer, model.network.config.n_mels, config.batch_seconds)
+    workers = config.num_workers
+    if workers is None:  # a GPU waits for audio unless workers load it; on a CPU they would take the model's cores
+        workers = spare_cpu_workers() if model.device.type == "cuda" else 0
+    loader = eval_loader(utterances, model.tokenizer, model.network.config.n_mels, config.batch_seconds, workers,
+                         pin_memory=model.device.type == "cuda")  # fmt: skip
     log_probs: dict[str, np.ndarray] = {}
     with tqdm(total=len(utterances), desc="acoustic model", unit="utt", disable=None) as bar:
         for batch, lp, lengths in batch_log_probs(model.network, loader, model.device, model.amp):

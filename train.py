@@ -54,6 +54,7 @@ from asr.data import (
     collate,
     filter_for_training,
     load_dataset,
+    spare_cpu_workers,
     uses_librispeech,
 )
 from asr.decode import decode_batch, greedy_decode
@@ -199,7 +200,7 @@ def size_for_machine(config: TrainConfig) -> TrainConfig:
         else:
             batch_seconds = DEVICE_BATCH_SECONDS.get(device.type, DEVICE_BATCH_SECONDS["cpu"])
     if workers is None:
-        workers = min(8, max(0, (os.cpu_count() or 1) - 1))
+        workers = spare_cpu_workers()
     return replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
 
 
@@ -306,11 +307,14 @@ def build_data(settings: Settings, tokenizer: CharTokenizer, model: DeepSpeech2)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     durations = [u.duration for u in train_utts]
     sampler = BucketBatchSampler(durations, config.batch_seconds, seed=config.seed, rank=rank, world=world)
+    # Pinned host memory makes the copies to a GPU asynchronous. Workers are not persistent: each epoch's
+    # workers copy the dataset with that epoch's number, which seeds its augmentations; starting them again
+    # costs a second or so per epoch.
     pin = next(model.parameters()).is_cuda
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers, pin_memory=pin
     )
-    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers)
+    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers, pin)
     # The schedule length comes from the epoch count only (not --max_steps), so a run cut short
     # and resumed follows the same learning-rate curve as an uninterrupted one.
     steps = math.ceil(len(sampler.rank_batches(1)) / config.grad_accum)

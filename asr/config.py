@@ -297,6 +297,12 @@ class InferenceConfig:
     amp: bool = _f(
         True, "fp16 autocast on CUDA, the precision train.py evaluates in (--no-amp: fp32); no effect on a CPU"
     )
+    num_workers: int | None = _f(
+        None,
+        "DataLoader worker processes that load and featurise audio while the model runs; default: with a CUDA"
+        " model one per spare CPU core, up to 8 (as train.py's LibriSpeech recipe), on a CPU none (the model's"
+        " threads use every core there, and loading is a small share of the time)",
+    )
 
 
 @dataclass(frozen=True)

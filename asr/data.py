@@ -240,6 +240,13 @@ def load_dataset(spec: str, librispeech_dir: str | Path, report: DataReport) -> 
     return sorted(utterances.values(), key=lambda u: u.id)
 
 
+def spare_cpu_workers(limit: int = 8) -> int:
+    """DataLoader workers for a machine: one per CPU core this process may use, less the one that runs the main
+    loop, at most `limit` (more rarely help: a worker loads and featurises a batch in a fraction of a step)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(limit, max(0, cores - 1))
+
+
 def uses_librispeech(spec: str) -> bool:
     """True when any part of the spec is a LibriSpeech split name (train.py then uses the LibriSpeech recipe)."""
     return any(p in LIBRISPEECH_SPLITS or p in LIBRISPEECH_ALIASES for p in spec.split("+"))

@@ -94,12 +94,20 @@ def decode_log_probs(
 
 
 def eval_loader(
-    utterances: list[Utterance], tokenizer: CharTokenizer, n_mels: int, batch_seconds: float, num_workers: int = 0
+    utterances: list[Utterance],
+    tokenizer: CharTokenizer,
+    n_mels: int,
+    batch_seconds: float,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """Deterministic, unaugmented batches of `utterances`, shortest first."""
+    """Deterministic, unaugmented batches of `utterances`, shortest first, loaded by `num_workers` processes
+    (0: in this one); pin_memory for a CUDA model."""
     dataset = SpeechDataset(utterances, tokenizer, n_mels)
     sampler = BucketBatchSampler([u.duration for u in utterances], batch_seconds, sortagrad=True)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, pin_memory=pin_memory
+    )
 
 
 def uses_amp(device: torch.device, amp: bool) -> bool:
