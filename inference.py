@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from asr.audio import HOP_LENGTH, SAMPLE_RATE, TorchaudioError
+from asr.audio import HOP_LENGTH, SAMPLE_RATE
 from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if decode_config.lm is None:
             sys.exit("--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)")
         tic = time.perf_counter()
-        lm = load_lm(decode_config.lm)
+        lm = load_lm(decode_config.lm, backend=decode_config.lm_backend)
         print(f"LM {decode_config.lm}: {type(lm).__name__}, loaded in {time.perf_counter() - tic:.1f} s")
     elif decode_config.lm is not None:
         sys.exit("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
@@ -222,5 +222,5 @@ if __name__ == "__main__":
     try:
         with torch.inference_mode():
             sys.exit(main())
-    except (FileNotFoundError, ValueError, TorchaudioError) as e:  # bad input: the message says what to fix
+    except (FileNotFoundError, ValueError, ImportError) as e:  # bad input or a missing package: what to do
         sys.exit(f"error: {e}")

@@ -53,6 +53,13 @@ class DecodeConfig:
     lm: str | None = _f(
         None, "word n-gram LM for beam_lm: ARPA (.arpa, .arpa.gz) or a KenLM binary (pip install kenlm)"
     )
+    lm_backend: str = _f(
+        "auto",
+        "how --lm is read: kenlm (pip install kenlm), arpa (built in), or auto: kenlm for binaries and ARPA files"
+        " of over a million n-grams when installed; without it, ARPA files of over 10 million n-grams are refused"
+        " with a message (the built-in reader would take minutes and GiBs)",
+        choices=["auto", "arpa", "kenlm"],
+    )
     alpha: float = _f(0.5, "LM weight: score = log p_ctc + alpha * log p_lm + beta * words (beam_lm)")
     beta: float = _f(1.0, "bonus per word, against the LM's preference for short outputs (beam_lm)")
     unk_offset: float = _f(-10.0, "extra log score of a word the LM does not know, charged as soon as it is certain")
