@@ -158,10 +158,10 @@ def librispeech_utterances(
                 if name not in chapter.flacs:
                     report.failed.append(f"{trans}:{line_no}: no audio file {name}")
                     continue
-                path = chapter.folder / name
-                duration = _usable_duration(path, f"{chapter.key}/{name}", manifest, report)
+                # a str for the stat (a Path would build its string just for that), the Path for the record
+                duration = _usable_duration(f"{chapter.folder}/{name}", f"{chapter.key}/{name}", manifest, report)
                 if duration is not None:
-                    utterances.append(Utterance(utt_id, path, normalize(text), duration))
+                    utterances.append(Utterance(utt_id, chapter.folder / name, normalize(text), duration))
     _report_unlisted(chapters, listed, report)
     manifest.save()
     if not utterances:
@@ -421,7 +421,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         return 1.0 - real / padded if padded else 0.0
 
 
-def _usable_duration(path: Path, key: str, manifest: DurationManifest, report: DataReport) -> float | None:
+def _usable_duration(path: str | Path, key: str, manifest: DurationManifest, report: DataReport) -> float | None:
     """Seconds of audio in `path` (`key` relative to the manifest's folder), or None after reporting why not."""
     try:
         duration = manifest.duration(path, key)

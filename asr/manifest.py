@@ -68,7 +68,7 @@ class DurationManifest:
         newest = max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
         return cls(root, _read(newest) if newest else None)
 
-    def duration(self, path: Path, key: str) -> float:
+    def duration(self, path: str | Path, key: str) -> float:
         """Seconds of audio in `path`, whose path relative to root is `key` ("audio/x.flac"): the cached value
         while the file's size and mtime are unchanged, else its header's. Raises AudioError (naming the file)
         when the header cannot be read, OSError when the file cannot be stat'ed."""

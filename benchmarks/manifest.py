@@ -13,7 +13,7 @@ cache make the header path slower, not the manifest path (it reads no audio). Th
 
 - headers: `cache=False`, one `soundfile.info` per file (the behaviour before the manifest);
 - cold: no manifest yet: every header read, the manifest written;
-- warm: the manifest valid: one `os.scandir` per folder (the stat of every file), no audio header read;
+- warm: the manifest valid: one `os.scandir` per folder and one `stat` per file, no audio header read;
 and, inside warm, the listing alone (`_chapters`) and the manifest load alone (`DurationManifest.open`).
 
 Wall and process CPU seconds are printed for each; on a machine shared with other jobs the CPU time is the
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         cold = timed("cold (headers read, manifest written)", lambda: librispeech_utterances(data_dir, SPLIT))
         for _ in range(args.warm_repeats):
             warm = timed("warm (manifest valid)", lambda: librispeech_utterances(data_dir, SPLIT, DataReport()))
-        timed("  of which: listing and stat (`_chapters`)", lambda: data._chapters(split))
+        timed("  of which: listing (`_chapters`)", lambda: data._chapters(split))
         timed("  of which: manifest load (`DurationManifest.open`)", lambda: DurationManifest.open(split))
         assert reference == cold == warm, "the manifest changed the utterances"
         size = (split / MANIFEST_NAME).stat().st_size
