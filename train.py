@@ -235,10 +235,11 @@ def set_determinism(config: TrainConfig, device: torch.device) -> None:
 
     cuDNN's benchmark mode times several algorithms for every input shape it has not seen and keeps the
     fastest: it pays when shapes repeat. Duration-bucketed batches seldom repeat one: 28.5k LibriSpeech-like
-    durations (normal, 12.7 +- 3.5 s) in 400 s batches give ~920 batches with 720-880 distinct (batch, frames)
-    shapes per epoch, so it would re-tune on almost every step. Hence off unless --cudnn_benchmark (not measured on a
-    GPU here). --deterministic makes torch refuse nondeterministic kernels, except that CTC's backward on CUDA
-    has none (torch's docs list it among the kernels that raise): warn_only turns that into a warning.
+    durations (normal, 12.7 +- 3.5 s) in 400 s batches give 924 batches with 721-885 distinct (batch, frames)
+    shapes per epoch (benchmarks/speed.py), so it would re-tune on almost every step. Hence off unless
+    --cudnn_benchmark (not measured on a GPU here). --deterministic makes torch refuse nondeterministic
+    kernels, except that CTC's backward on CUDA has none (torch's docs list it among the kernels that raise):
+    warn_only turns that into a warning.
     """
     if config.deterministic and config.cudnn_benchmark:
         raise ValueError("--deterministic and --cudnn_benchmark contradict each other: benchmark mode picks "

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.audio import LogMel, load_audio  # noqa: E402
+from asr.audio import SAMPLE_RATE, LogMel, load_audio, num_frames  # noqa: E402
 from asr.config import MODEL_PRESETS, TrainConfig  # noqa: E402
 from asr.data import BucketBatchSampler  # noqa: E402
 from asr.infer import autocast  # noqa: E402
@@ -151,6 +151,11 @@ def padding_waste(seed: int = 0) -> None:
     print("\npadding waste, 28,539 LibriSpeech-like durations, ~400 s batches:")
     print(f"  random batches of 32 (reference): {100 * (1 - real / padded):5.1f}%")
     print(f"  duration-bucketed sampler:        {100 * sampler.padding_waste(1):5.1f}%  (target <= 10%)")
+    # cuDNN's benchmark mode re-tunes for every new input shape: how often would it (train.py keeps it off)?
+    for epoch in (0, 1, 2):
+        batches = sampler.batches(epoch)
+        shapes = {(len(b), num_frames(round(durations[b].max() * SAMPLE_RATE))) for b in batches}
+        print(f"  epoch {epoch}: {len(batches)} batches, {len(shapes)} distinct (batch, frames) input shapes")
 
 
 def main() -> None:
