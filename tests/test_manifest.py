@@ -164,3 +164,8 @@ def test_librispeech_split_manifest(tmp_path, librispeech_fixtures, header_reads
     shutil.rmtree(split / first[0].id.split("-")[0])  # a whole speaker gone: its lines and entries with it
     librispeech_utterances(tmp_path, "dev-clean")
     assert not any(k.startswith(first[0].id.split("-")[0] + "/") for k in _cached_files(split / MANIFEST_NAME))
+
+
+def test_the_manifest_is_readable_by_others(folder):
+    _durations(folder)
+    assert (folder / MANIFEST_NAME).stat().st_mode & 0o777 == 0o644

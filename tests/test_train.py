@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 import shutil
 
 import pytest
@@ -100,7 +101,8 @@ def test_tensorboard_gets_scalars_images_audio_and_predictions(tmp_path, tiny_se
 
 
 def test_the_design_card_command_gets_the_librispeech_recipe(monkeypatch):
-    monkeypatch.setattr(train.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
     settings, resumed = train.resolve_config(["--dataset", "train-clean-360", "--epochs", "50", "--device", "cpu"])
     config = settings.train
     assert resumed is None and config.dataset == "train-clean-360" and config.epochs == 50
