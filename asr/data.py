@@ -4,7 +4,8 @@ A dataset spec is a LibriSpeech split name (`train-clean-100`), a path to a
 CustomDir folder (`audio/*.{wav,flac,mp3,ogg}` + optional
 `transcriptions/<UtteranceID>.txt`), or several joined with `+`. Nothing is
 dropped silently: every file that cannot be used is reported by name with the
-reason in a `DataReport`, and the scripts print that report.
+reason in a `DataReport`, and the scripts print that report. Durations come from
+each folder's duration manifest (`asr.manifest`), so a warm start reads no audio.
 """
 
 import functools
