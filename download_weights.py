@@ -22,6 +22,10 @@ from asr.download import DownloadError, download_file, file_sha256
 from asr.sources import load_manifest, resolve_url
 
 DEFAULT_LM = "3-gram.pruned.1e-7.arpa.gz"  # the LM the printed beam-search command uses when it was fetched
+# Gzipped ARPA files above this size hold more n-grams than the built-in reader takes (asr.lm
+# ARPA_BUILTIN_MAX_NGRAMS, 10M: ~12 bytes per n-gram gzipped in benchmarks/lm_size.py): 3-gram.arpa.gz and
+# 4-gram.arpa.gz need kenlm, the pruned 3-gram does not.
+BUILTIN_ARPA_MAX_GZ_BYTES = 150 * 2**20
 
 
 def _resources() -> dict[str, dict]:
@@ -62,6 +66,19 @@ def _checkpoint_name(spec: str, url: str) -> str:
     return name
 
 
+def kenlm_installed() -> bool:
+    try:
+        import kenlm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def needs_kenlm(name: str, entry: dict) -> bool:
+    """True for an ARPA resource too big for the built-in reader."""
+    return ".arpa" in name and (entry.get("size") or 0) > BUILTIN_ARPA_MAX_GZ_BYTES
+
+
 def inference_command(checkpoint: str | None, lm: str | None) -> str:
     """The inference.py call that uses the downloaded files."""
     cmd = f"python inference.py --checkpoint {checkpoint or 'runs/<run_name>/best.pt'} --dataset test-clean"
@@ -83,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.sha256 and not args.url:
         parser.error("--sha256 checks the --url download; named resources carry their own checks")
     out = Path(args.out)
+    big = [n for n in wanted if needs_kenlm(n, catalogue[n])]
+    if big and not kenlm_installed():  # said before a download of up to 1.3 GB, not after
+        print(f"note: {', '.join(big)} can only be decoded with KenLM (too many n-grams for the built-in ARPA "
+              "reader): pip install kenlm before running inference.py with it", file=sys.stderr)  # fmt: skip
 
     fetched: dict[str, Path] = {}
     try:
@@ -111,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
     lm = fetched.get(DEFAULT_LM) or next((p for n, p in fetched.items() if n.endswith(".arpa.gz")), None)
     print("\nrun inference with:")
+    if lm is not None and needs_kenlm(lm.name, catalogue[lm.name]) and not kenlm_installed():
+        print("  pip install kenlm")
     print(f"  {inference_command(str(checkpoint) if checkpoint else None, str(lm) if lm else None)}")
     return 0
 

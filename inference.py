@@ -32,12 +32,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from asr.audio import TorchaudioError
 from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
-from asr.data import DataReport, load_dataset, read_transcripts
+from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
 from asr.decode import beam_options, decode_grid, word_timestamps
-from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model
+from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model, uses_amp
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
@@ -51,16 +50,21 @@ DEFAULT_FRAME_RATE = 50.0  # of log-probs saved before the time stride was a set
 
 def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, Tokenizer, float]:
     """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer, output frames per s)."""
-    model = load_model(config.checkpoint, config.device)
-    print(f"checkpoint: {config.checkpoint}")
+    model = load_model(config.checkpoint, config.device, config.amp)
+    precision = "fp16 autocast, as train.py evaluates" if uses_amp(model.device, model.amp) else "fp32"
+    print(f"checkpoint: {config.checkpoint} ({model.device}, {precision})")
     if config.dataset:  # a LibriSpeech split: fetch it here, if missing and allowed; load_dataset only reads
         ensure_splits(config.dataset, config.librispeech_dir, config.download)
     utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report)
     print(f"{len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min of audio")
-    loader = eval_loader(utterances, model.tokenizer, model.network.config.n_mels, config.batch_seconds)
+    workers = config.num_workers
+    if workers is None:  # a GPU waits for audio unless workers load it; on a CPU they would take the model's cores
+        workers = spare_cpu_workers() if model.device.type == "cuda" else 0
+    loader = eval_loader(utterances, model.tokenizer, model.network.config.n_mels, config.batch_seconds, workers,
+                         pin_memory=model.device.type == "cuda")  # fmt: skip
     log_probs: dict[str, np.ndarray] = {}
     with tqdm(total=len(utterances), desc="acoustic model", unit="utt", disable=None) as bar:
-        for batch, lp, lengths in batch_log_probs(model.network, loader, model.device):
+        for batch, lp, lengths in batch_log_probs(model.network, loader, model.device, model.amp):
             report.failed.extend(batch["errors"])
             bar.update(len(batch["ids"]) + len(batch["errors"]))
             for i, utt_id in enumerate(batch["ids"]):
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         if decode_config.lm is None:
             sys.exit("--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)")
         tic = time.perf_counter()
-        lm = load_lm(decode_config.lm)
+        lm = load_lm(decode_config.lm, backend=decode_config.lm_backend)
         print(f"LM {decode_config.lm}: {type(lm).__name__}, loaded in {time.perf_counter() - tic:.1f} s")
     elif decode_config.lm is not None:
         sys.exit("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
@@ -240,5 +244,5 @@ if __name__ == "__main__":
     try:
         with torch.inference_mode():
             sys.exit(main())
-    except (FileNotFoundError, ValueError, TorchaudioError) as e:  # bad input: the message says what to fix
+    except (FileNotFoundError, ValueError, ImportError) as e:  # bad input or a missing package: what to do
         sys.exit(f"error: {e}")

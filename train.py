@@ -57,11 +57,12 @@ from asr.data import (
     collate,
     filter_for_training,
     load_dataset,
+    spare_cpu_workers,
     uses_librispeech,
 )
 from asr.decode import decode_batch, greedy_decode
 from asr.download import file_sha256
-from asr.infer import autocast, batch_log_probs, eval_loader
+from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
@@ -83,9 +84,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     seed_everything(config.seed)
     device = pick_device(config.device)
+    set_determinism(config, device)
     # fp16 with loss scaling rather than bf16: cuDNN runs GRU/LSTM in bf16 only from cuDNN 9.13
-    # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts.
-    amp = config.amp and device.type == "cuda"
+    # (PyTorch >= 2.10); fp16 RNNs work on every CUDA GPU and PyTorch this project accepts. Training steps,
+    # evaluation and inference.py all pass the flag to one function (asr.infer.uses_amp: fp16 only on CUDA),
+    # so validation and test WERs come from the same arithmetic.
+    amp = config.amp
     # Unusable files and filtered utterances are counted and printed, never dropped silently; bad data
     # stops the run here, before its folder exists (a BPE run may have cached its tokenizer there already).
     sets = read_data(config)
@@ -220,7 +224,7 @@ def size_for_machine(config: TrainConfig) -> TrainConfig:
         else:
             batch_seconds = DEVICE_BATCH_SECONDS.get(device.type, DEVICE_BATCH_SECONDS["cpu"])
     if workers is None:
-        workers = min(8, max(0, (os.cpu_count() or 1) - 1))
+        workers = spare_cpu_workers()
     return replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
 
 
@@ -296,6 +300,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def set_determinism(config: TrainConfig, device: torch.device) -> None:
+    """torch's global switches from --deterministic and --cudnn_benchmark (both ways, so a run sets them all).
+
+    cuDNN's benchmark mode times several algorithms for every input shape it has not seen and keeps the
+    fastest: it pays when shapes repeat. Duration-bucketed batches seldom repeat one: 28.5k LibriSpeech-like
+    durations (normal, 12.7 +- 3.5 s) in 400 s batches give 924 batches with 721-885 distinct (batch, frames)
+    shapes per epoch (benchmarks/speed.py), so it would re-tune on almost every step. Hence off unless
+    --cudnn_benchmark (not measured on a GPU here). --deterministic makes torch refuse nondeterministic
+    kernels, except that CTC's backward on CUDA has none (torch's docs list it among the kernels that raise):
+    warn_only turns that into a warning.
+    """
+    if config.deterministic and config.cudnn_benchmark:
+        raise ValueError("--deterministic and --cudnn_benchmark contradict each other: benchmark mode picks "
+                         "kernels by timing; drop one of them")  # fmt: skip
+    if config.deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (read at first use)
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = config.deterministic
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 
@@ -368,11 +393,14 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     durations = [u.duration for u in train_utts]
     sampler = BucketBatchSampler(durations, config.batch_seconds, seed=config.seed, rank=rank, world=world)
+    # Pinned host memory makes the copies to a GPU asynchronous. Workers are not persistent: each epoch's
+    # workers copy the dataset with that epoch's number, which seeds its augmentations; starting them again
+    # costs a second or so per epoch.
     pin = next(model.parameters()).is_cuda
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers, pin_memory=pin
     )
-    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers)
+    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers, pin)
     # The schedule length comes from the epoch count only (not --max_steps), so a run cut short
     # and resumed follows the same learning-rate curve as an uninterrupted one.
     steps = math.ceil(len(sampler.rank_batches(1)) / config.grad_accum)
@@ -404,7 +432,7 @@ def build_optimizer(config: TrainConfig, model: DeepSpeech2, steps_per_epoch: in
     total = config.epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, config.warmup))
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and next(model.parameters()).is_cuda)
+    scaler = torch.amp.GradScaler("cuda", enabled=uses_amp(next(model.parameters()).device, config.amp))
     return Optimization(optimizer, scheduler, scaler)
 
 

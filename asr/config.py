@@ -59,6 +59,13 @@ class DecodeConfig:
     lm: str | None = _f(
         None, "word n-gram LM for beam_lm: ARPA (.arpa, .arpa.gz) or a KenLM binary (pip install kenlm)"
     )
+    lm_backend: str = _f(
+        "auto",
+        "how --lm is read: kenlm (pip install kenlm), arpa (built in), or auto: kenlm for binaries and ARPA files"
+        " of over a million n-grams when installed; without it, ARPA files of over 10 million n-grams are refused"
+        " with a message (the built-in reader would take minutes and GiBs)",
+        choices=["auto", "arpa", "kenlm"],
+    )
     alpha: float = _f(0.5, "LM weight: score = log p_ctc + alpha * log p_lm + beta * words (beam_lm)")
     beta: float = _f(1.0, "bonus per word, against the LM's preference for short outputs (beam_lm)")
     unk_offset: float = _f(-10.0, "extra log score of a word the LM does not know, charged as soon as it is certain")
@@ -239,7 +246,20 @@ class TrainConfig:
     grad_clip: float = _f(5.0, "clip the global gradient norm to this value")
     seed: int = _f(0, "seed for weights, batch order and augmentation")
     device: str = _f("auto", "cuda, mps, cpu, or auto (the first available in that order)")
-    amp: bool = _f(True, "mixed precision on CUDA (fp16 with dynamic loss scaling)")
+    amp: bool = _f(
+        True, "mixed precision on CUDA (fp16 with dynamic loss scaling); also used by evaluation and inference.py"
+    )
+    deterministic: bool = _f(
+        False,
+        "deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN deterministic, no benchmark mode,"
+        " CUBLAS_WORKSPACE_CONFIG on CUDA). CPU runs are reproducible bit for bit without it; on CUDA it is slower"
+        " and CTC's backward, which has no deterministic CUDA kernel, stays nondeterministic (torch warns)",
+    )
+    cudnn_benchmark: bool = _f(
+        False,
+        "let cuDNN time its algorithms for every new input shape and keep the fastest; pays only when shapes"
+        " repeat, and batches bucketed by duration rarely do (about one new (batch, frames) shape per batch)",
+    )
     num_workers: int | None = _f(
         0,
         "DataLoader worker processes for loading and featurising audio; the LibriSpeech recipe uses one per spare"
@@ -296,6 +316,15 @@ class InferenceConfig:
     grid_betas: str = _f("0,0.5,1,1.5,2,3", "comma-separated word bonuses for --grid_alphas")
     batch_seconds: float = _f(200.0, "audio seconds per inference batch")
     device: str = _f("auto", "cuda, mps, cpu, or auto")
+    amp: bool = _f(
+        True, "fp16 autocast on CUDA, the precision train.py evaluates in (--no-amp: fp32); no effect on a CPU"
+    )
+    num_workers: int | None = _f(
+        None,
+        "DataLoader worker processes that load and featurise audio while the model runs; default: with a CUDA"
+        " model one per spare CPU core, up to 8 (as train.py's LibriSpeech recipe), on a CPU none (the model's"
+        " threads use every core there, and loading is a small share of the time)",
+    )
 
 
 @dataclass(frozen=True)

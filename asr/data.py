@@ -4,10 +4,14 @@ A dataset spec is a LibriSpeech split name (`train-clean-100`), a path to a
 CustomDir folder (`audio/*.{wav,flac,mp3,ogg}` + optional
 `transcriptions/<UtteranceID>.txt`), or several joined with `+`. Nothing is
 dropped silently: every file that cannot be used is reported by name with the
-reason in a `DataReport`, and the scripts print that report.
+reason in a `DataReport`, and the scripts print that report. Durations come from
+each folder's duration manifest (`asr.manifest`), so a warm start reads no audio.
 """
 
+import functools
+import gc
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +20,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, duration_of, load_audio, num_frames
+from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, load_audio, num_frames
 from asr.librispeech import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_splits
+from asr.manifest import DurationManifest
 from asr.text import Tokenizer, normalize
 
 if TYPE_CHECKING:
     from asr.augment import Augmenter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: no __dict__ per record (LibriSpeech 960 h holds 281k of them)
 class Utterance:
     """One recording; `text` is normalised, or None when there is no transcript."""
 
@@ -51,21 +56,43 @@ class DataReport:
         return "\n".join(lines + [f"  skipped {n}: {r}" for r, n in self.skipped.items()])
 
 
-def custom_dir_utterances(root: str | Path, report: DataReport) -> list[Utterance]:
+def _gc_paused(read: Callable) -> Callable:
+    """Run a dataset reader with the garbage collector paused. Reading 281k utterances creates about a million
+    objects that all live on; the collector's repeated full passes over them free nothing and cost about a
+    quarter of a warm start (benchmarks/manifest.py)."""
+
+    @functools.wraps(read)
+    def paused(*args, **kwargs):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return read(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return paused
+
+
+@_gc_paused
+def custom_dir_utterances(root: str | Path, report: DataReport, cache: bool = True) -> list[Utterance]:
     """Read a CustomDir folder; audio without a transcript is kept with text=None.
 
     The utterance id is the file name without its extension. An id with several audio files (`x.flac`,
     `x.wav`) is reported once, naming all of them, and the first readable one (in name order) is used.
     Transcripts are `<id>.txt` with any case of the extension (`x.TXT`); two of them for one id (`x.txt` and
-    `x.TXT`) are a reported conflict and the audio is kept without a transcript.
+    `x.TXT`) are a reported conflict and the audio is kept without a transcript. Durations come from the
+    folder's duration manifest (`asr.manifest`; cache=False reads every header).
     """
     root = Path(root)
     audio_dir, text_dir = root / "audio", root / "transcriptions"
     if not audio_dir.is_dir():
         raise FileNotFoundError(f"{audio_dir} does not exist: a CustomDir dataset needs audio/*.wav|flac|mp3|ogg")
+    manifest = DurationManifest.open(root, enabled=cache)
     audio_files: dict[str, list[Path]] = {}  # id -> its audio files, in name order
-    for path in sorted(audio_dir.iterdir()):
-        if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+    for entry in _sorted_entries(audio_dir):
+        path = audio_dir / entry.name
+        if path.suffix.lower() not in AUDIO_EXTENSIONS or not entry.is_file():
             report.warnings.append(f"{path}: not a supported audio file ({', '.join(AUDIO_EXTENSIONS)}), ignored")
             continue
         audio_files.setdefault(path.stem, []).append(path)
@@ -74,7 +101,7 @@ def custom_dir_utterances(root: str | Path, report: DataReport) -> list[Utteranc
     for utt_id, paths in audio_files.items():
         path, duration = None, None
         for candidate in paths:  # the first readable one; the unreadable ones are reported as failed
-            duration = _usable_duration(candidate, report)
+            duration = _usable_duration(candidate, f"audio/{candidate.name}", manifest, report)
             if duration is not None:
                 path = candidate
                 break
@@ -94,45 +121,100 @@ def custom_dir_utterances(root: str | Path, report: DataReport) -> list[Utteranc
         utterances.append(Utterance(utt_id, path, text, duration))
     for orphan in [p for utt_id, paths in transcripts.items() if utt_id not in audio_files for p in paths]:
         report.warnings.append(f"{orphan}: transcript has no audio file in {audio_dir}")
+    manifest.save()
     return utterances
 
 
-def librispeech_utterances(data_dir: str | Path, split: str, report: DataReport | None = None) -> list[Utterance]:
+@_gc_paused
+def librispeech_utterances(
+    data_dir: str | Path, split: str, report: DataReport | None = None, cache: bool = True
+) -> list[Utterance]:
     """Read an extracted `<data_dir>/LibriSpeech/<split>/<speaker>/<chapter>/` tree.
 
     A transcript line without its flac goes to `report.failed`; a flac without a transcript line, and a
-    repeated line for the same id (the first is used), go to `report.warnings`.
+    repeated line for the same id (the first is used), go to `report.warnings`. Durations come from the
+    split's duration manifest (`asr.manifest`; cache=False reads every header).
     """
     report = report if report is not None else DataReport()
     root = Path(data_dir) / "LibriSpeech" / split
     if not root.is_dir():
         raise FileNotFoundError(f"LibriSpeech split {split!r} not found: looked in {root}")
+    manifest = DurationManifest.open(root, enabled=cache)
+    chapters = _chapters(root)
     utterances = []
     listed: dict[str, str] = {}  # utterance id -> "trans.txt:line" where it was first listed
-    for trans in sorted(root.glob("*/*/*.trans.txt")):
-        for line_no, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            utt_id, _, text = line.partition(" ")
-            if utt_id in listed:
-                report.warnings.append(f"{trans}:{line_no}: {utt_id} is already listed at {listed[utt_id]}, ignored")
-                continue
-            listed[utt_id] = f"{trans}:{line_no}"
-            path = trans.parent / f"{utt_id}.flac"
-            if not path.exists():
-                report.failed.append(f"{trans}:{line_no}: no audio file {path.name}")
-                continue
-            duration = _usable_duration(path, report)
-            if duration is not None:
-                utterances.append(Utterance(utt_id, path, normalize(text), duration))
-    for flac in sorted(root.glob("*/*/*.flac")):
-        if flac.stem not in listed:
-            trans = flac.parent / f"{flac.parent.parent.name}-{flac.parent.name}.trans.txt"
-            where = f"no line for it in {trans.name}" if trans.exists() else f"no {trans.name} beside it"
-            report.warnings.append(f"{flac}: {where}; audio ignored")
+    for chapter in chapters:
+        for trans in chapter.transcripts:
+            for line_no, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                utt_id, _, text = line.partition(" ")
+                if utt_id in listed:
+                    report.warnings.append(
+                        f"{trans}:{line_no}: {utt_id} is already listed at {listed[utt_id]}, ignored"
+                    )
+                    continue
+                listed[utt_id] = f"{trans}:{line_no}"
+                name = f"{utt_id}.flac"
+                if name not in chapter.flacs:
+                    report.failed.append(f"{trans}:{line_no}: no audio file {name}")
+                    continue
+                # a str for the stat (a Path would build its string just for that), the Path for the record
+                duration = _usable_duration(f"{chapter.folder}/{name}", f"{chapter.key}/{name}", manifest, report)
+                if duration is not None:
+                    utterances.append(Utterance(utt_id, chapter.folder / name, normalize(text), duration))
+    _report_unlisted(chapters, listed, report)
+    manifest.save()
     if not utterances:
         raise FileNotFoundError(f"no utterances under {root} (expected <speaker>/<chapter>/*.trans.txt + *.flac)")
     return utterances
+
+
+def _report_unlisted(chapters: list["_Chapter"], listed: dict[str, str], report: DataReport) -> None:
+    """A warning for every flac that no transcript line names, in path order."""
+    for chapter in chapters:
+        for name in sorted(chapter.flacs):
+            if name[: -len(".flac")] not in listed:
+                trans = f"{chapter.key.replace('/', '-')}.trans.txt"
+                known = trans in {t.name for t in chapter.transcripts}
+                where = f"no line for it in {trans}" if known else f"no {trans} beside it"
+                report.warnings.append(f"{chapter.folder / name}: {where}; audio ignored")
+
+
+@dataclass
+class _Chapter:
+    """One `<speaker>/<chapter>/` folder of a LibriSpeech split, as one directory scan saw it."""
+
+    folder: Path
+    key: str  # "<speaker>/<chapter>", the folder relative to the split
+    transcripts: list[Path]  # its *.trans.txt files, in name order
+    flacs: set[str]  # the names of its *.flac files
+
+
+def _chapters(root: Path) -> list[_Chapter]:
+    """Every `<speaker>/<chapter>/` folder under a split, in name order, from one `os.scandir` per folder
+    (281k files listed in about half a second, where `glob` and an `exists()` per file took several)."""
+    chapters = []
+    for speaker in _sorted_entries(root):
+        if not speaker.is_dir():
+            continue
+        for chapter in _sorted_entries(Path(speaker.path)):
+            if not chapter.is_dir():
+                continue
+            folder, transcripts, flacs = root / speaker.name / chapter.name, [], set()
+            with os.scandir(chapter.path) as entries:
+                for entry in entries:
+                    if entry.name.endswith(".trans.txt") and entry.is_file():
+                        transcripts.append(folder / entry.name)
+                    elif entry.name.endswith(".flac"):
+                        flacs.add(entry.name)
+            chapters.append(_Chapter(folder, f"{speaker.name}/{chapter.name}", sorted(transcripts), flacs))
+    return chapters
+
+
+def _sorted_entries(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
 
 
 def load_dataset(spec: str, librispeech_dir: str | Path, report: DataReport) -> list[Utterance]:
@@ -157,6 +239,13 @@ def load_dataset(spec: str, librispeech_dir: str | Path, report: DataReport) -> 
                     )
                 utterances[utt.id] = utt
     return sorted(utterances.values(), key=lambda u: u.id)
+
+
+def spare_cpu_workers(limit: int = 8) -> int:
+    """DataLoader workers for a machine: one per CPU core this process may use, less the one that runs the main
+    loop, at most `limit` (more rarely help: a worker loads and featurises a batch in a fraction of a step)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(limit, max(0, cores - 1))
 
 
 def uses_librispeech(spec: str) -> bool:
@@ -333,11 +422,15 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         return 1.0 - real / padded if padded else 0.0
 
 
-def _usable_duration(path: Path, report: DataReport) -> float | None:
+def _usable_duration(path: str | Path, key: str, manifest: DurationManifest, report: DataReport) -> float | None:
+    """Seconds of audio in `path` (`key` relative to the manifest's folder), or None after reporting why not."""
     try:
-        duration = duration_of(path)
+        duration = manifest.duration(path, key)
     except AudioError as e:
         report.failed.append(str(e))
+        return None
+    except OSError as e:  # the file vanished between the listing and its stat
+        report.failed.append(f"{path}: cannot read audio header ({e.strerror or e})")
         return None
     if duration <= 0 or math.isnan(duration):
         report.failed.append(f"{path}: file has no samples")

@@ -18,7 +18,7 @@ import torch
 
 from asr.audio import LogMel, load_audio
 from asr.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
-from asr.config import DecodeConfig
+from asr.config import DecodeConfig, InferenceConfig
 from asr.data import BucketBatchSampler, SpeechDataset, Utterance, collate
 from asr.decode import beam_options, decode_batch, greedy_decode
 from asr.lm import NGramLM, load_lm
@@ -30,24 +30,27 @@ DECODERS = tuple(next(f for f in dataclasses.fields(DecodeConfig) if f.name == "
 
 @dataclass(frozen=True, eq=False)  # compared by identity, like the network it holds
 class Recognizer:
-    """What `load_model` returns: the network (eval mode, on `device`), its tokenizer, and where it came from."""
+    """What `load_model` returns: the network (eval mode, on `device`), its tokenizer, where it came from, and
+    whether it runs under fp16 autocast on CUDA (`amp`, as train.py's evaluation; see `uses_amp`)."""
 
     network: DeepSpeech2
     tokenizer: Tokenizer
     device: torch.device
     checkpoint: Path
+    amp: bool = True
 
 
-def load_model(path: str | Path | None = None, device: str = "auto") -> Recognizer:
+def load_model(path: str | Path | None = None, device: str = "auto", amp: bool = InferenceConfig.amp) -> Recognizer:
     """Load a checkpoint written by train.py or fetched by download_weights.py (read with weights_only=True).
 
     path: the checkpoint; None takes the newest runs/*/best.pt, else the newest weights/*.pt.
     device: "cuda", "mps", "cpu", or "auto" (the first of those that is available).
+    amp: fp16 autocast on CUDA, as train.py evaluates (no effect on other devices); False for fp32.
     """
     path = find_checkpoint() if path is None else Path(path)
     network, tokenizer = model_from_checkpoint(load_checkpoint(path))
     torch_device = pick_device(device)
-    return Recognizer(network.to(torch_device), tokenizer, torch_device, path)
+    return Recognizer(network.to(torch_device), tokenizer, torch_device, path, amp)
 
 
 def transcribe(
@@ -91,25 +94,41 @@ def decode_log_probs(
 
 
 def eval_loader(
-    utterances: list[Utterance], tokenizer: Tokenizer, n_mels: int, batch_seconds: float, num_workers: int = 0
+    utterances: list[Utterance],
+    tokenizer: Tokenizer,
+    n_mels: int,
+    batch_seconds: float,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """Deterministic, unaugmented batches of `utterances`, shortest first."""
+    """Deterministic, unaugmented batches of `utterances`, shortest first, loaded by `num_workers` processes
+    (0: in this one); pin_memory for a CUDA model."""
     dataset = SpeechDataset(utterances, tokenizer, n_mels)
     sampler = BucketBatchSampler([u.duration for u in utterances], batch_seconds, sortagrad=True)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, pin_memory=pin_memory
+    )
 
 
-def autocast(device: torch.device, enabled: bool):
-    """fp16 autocast on CUDA when enabled (as in training); a no-op elsewhere."""
-    return torch.autocast("cuda", dtype=torch.float16, enabled=enabled and device.type == "cuda")
+def uses_amp(device: torch.device, amp: bool) -> bool:
+    """The one precision policy of training, evaluation, inference.py and `transcribe`: fp16 autocast exactly
+    when `amp` is set and the device is CUDA, fp32 everywhere else. Validation WERs and inference.py's WERs
+    come from the same arithmetic only if both ask this function."""
+    return amp and device.type == "cuda"
+
+
+def autocast(device: torch.device, amp: bool):
+    """The autocast context of `uses_amp`: fp16 on CUDA with amp, a no-op otherwise."""
+    return torch.autocast("cuda", dtype=torch.float16, enabled=uses_amp(device, amp))
 
 
 @torch.inference_mode()
 def batch_log_probs(
-    model: DeepSpeech2, loader: torch.utils.data.DataLoader, device: torch.device, amp: bool = False
+    model: DeepSpeech2, loader: torch.utils.data.DataLoader, device: torch.device, amp: bool
 ) -> Iterator[tuple[dict, torch.Tensor, torch.Tensor]]:
-    """Yield (batch, log_probs (B, T', V) on CPU, output lengths (B,)); batches whose items all failed
-    to load are yielded with log_probs None so the caller can report their errors."""
+    """Yield (batch, log_probs (B, T', V) on CPU, output lengths (B,)), computed in the precision `uses_amp`
+    picks; batches whose items all failed to load are yielded with log_probs None so the caller can report
+    their errors."""
     model.eval()
     for batch in loader:
         if batch["features"] is None:
@@ -162,5 +181,6 @@ def _log_probs(model: Recognizer, samples: np.ndarray) -> np.ndarray:
     """(samples,) 16 kHz audio -> (T', V) log-probabilities, computed as `batch_log_probs` computes a batch of one."""
     model.network.eval()
     features = LogMel(model.network.config.n_mels)(torch.from_numpy(samples))  # (T, n_mels)
-    log_probs, lengths = model.network(features[None].to(model.device), torch.tensor([len(features)]))  # (1, T', V)
+    with autocast(model.device, model.amp):
+        log_probs, lengths = model.network(features[None].to(model.device), torch.tensor([len(features)]))  # (1, T', V)
     return log_probs[0, : lengths[0]].float().cpu().numpy()

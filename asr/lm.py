@@ -10,8 +10,9 @@ Backends:
   they are converted to natural logs at load. A word the LM has never seen is scored as `<unk>`; an ARPA
   without `<unk>` gets one with log10 probability -100, which is what KenLM does, so both backends agree.
 - `KenLM`: the same interface over the optional `kenlm` package, for KenLM binaries and large ARPA files
-  (`load_lm` picks it for binaries and for ARPA files over 100 MB, about 25 MB gzipped, when `kenlm` is
-  importable).
+  (`load_lm` picks it for binaries and for ARPA files of over a million n-grams when `kenlm` is importable;
+  without it, it refuses ARPA files over ARPA_BUILTIN_MAX_NGRAMS, which the built-in reader would take minutes
+  and many GiB to load, and says to install it).
 
 Words are matched case-insensitively: the tokenizer's `normalize()` lowercases, the official LibriSpeech LMs
 are uppercase, and a true-cased LM may hold several spellings of one word ("the", "The"). Both backends follow
@@ -46,7 +47,12 @@ from asr.text import normalize
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LN10 = math.log(10.0)
 KENLM_UNK_LOG10 = -100.0  # KenLM's probability for <unk> when the ARPA file has none
-_KENLM_ARPA_MIN_BYTES = 100 * 2**20  # larger ARPA files load through kenlm when it is installed
+# The built-in reader at size (benchmarks/lm_size.py, a 3.6M n-gram 4-gram, 2 busy cores): ~7 us and ~200 bytes
+# per n-gram, so 10M n-grams take over a minute and 2 GiB, LibriSpeech's unpruned 3-gram (~65M) ~8 minutes and
+# ~13 GiB. Above this many n-grams, load_lm(backend="auto") without kenlm stops and says to install it.
+ARPA_BUILTIN_MAX_NGRAMS = 10_000_000
+_ARPA_SECONDS_PER_NGRAM = 7e-6
+_ARPA_BYTES_PER_NGRAM = 200
 _CACHE_LIMIT = 2_000_000  # (state, word) entries kept before the score cache is cleared
 _FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz --discount_fallback defaults, for corpora too small to estimate
 
@@ -116,7 +122,8 @@ class NGramLM:
 class ArpaLM(NGramLM):
     """A backoff n-gram model read from an ARPA file (plain or gzip), held in Python dicts.
 
-    Memory is roughly 150 bytes per n-gram, so a few million n-grams are fine; use KenLM beyond that.
+    Loading costs ~7 us and ~200 bytes per n-gram (benchmarks/lm_size.py): a few million n-grams are fine
+    (LibriSpeech's pruned 3-gram: ~25 s, under 1 GiB); use KenLM beyond ARPA_BUILTIN_MAX_NGRAMS.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -350,7 +357,10 @@ def load_lm(path: str | Path, *, backend: str = "auto", vocabulary: str | Path |
     """Load an n-gram LM for `beam_search(lm=...)`.
 
     backend: "arpa" (built-in reader), "kenlm" (needs the kenlm package), or "auto": KenLM binaries and ARPA
-    files over 100 MB go through kenlm when it is importable, everything else through the built-in reader.
+    files of over a million n-grams go through kenlm when it is importable, everything else through the
+    built-in reader. Without kenlm, "auto" refuses an ARPA file of more than ARPA_BUILTIN_MAX_NGRAMS n-grams
+    (LibriSpeech's 3-gram.arpa.gz and 4-gram.arpa.gz) at once, saying what to install, rather than loading it
+    for many minutes; "arpa" loads anything. Both announce the expected wait for over a million n-grams.
     vocabulary: an optional word list (one per line, first column) for KenLM binaries, enabling the
     partial-word check; ARPA files carry their own.
     """
@@ -360,27 +370,62 @@ def load_lm(path: str | Path, *, backend: str = "auto", vocabulary: str | Path |
     if backend not in ("auto", "arpa", "kenlm"):
         raise ValueError(f"backend must be auto, arpa or kenlm, got {backend!r}")
     arpa = _is_arpa(path)
-    if backend == "auto":
-        backend = "arpa"
-        size = path.stat().st_size * (4 if path.suffix == ".gz" else 1)  # ARPA text compresses about 4:1
-        if not arpa or size > _KENLM_ARPA_MIN_BYTES:
-            try:
-                import kenlm  # noqa: F401
-
-                backend = "kenlm"
-            except ImportError:
-                if not arpa:
-                    raise ImportError(
-                        f"{path} is not an ARPA file; reading a KenLM binary needs: pip install kenlm"
-                    ) from None
-    if backend == "arpa":
+    ngrams = arpa_ngram_count(path) if arpa else 0
+    chosen = _auto_backend(path, arpa, ngrams) if backend == "auto" else backend
+    if chosen == "arpa":
         if not arpa:
             raise ValueError(f"{path} is not an ARPA text file (a KenLM binary? use backend='kenlm')")
+        _check_builtin_size(path, ngrams, refuse=backend == "auto")
         return ArpaLM(path)
     words = None
     if vocabulary is not None:
         words = [line.split()[0] for line in Path(vocabulary).read_text().splitlines() if line.strip()]
     return KenLM(path, words)
+
+
+def _auto_backend(path: Path, arpa: bool, ngrams: int) -> str:
+    """kenlm for a binary and for an ARPA file of over a million n-grams, when it is importable; else arpa."""
+    if arpa and ngrams <= 1_000_000:
+        return "arpa"
+    try:
+        import kenlm  # noqa: F401
+    except ImportError:
+        if not arpa:
+            raise ImportError(f"{path} is not an ARPA file; reading a KenLM binary needs: pip install kenlm") from None
+        return "arpa"
+    return "kenlm"
+
+
+def arpa_ngram_count(path: str | Path) -> int:
+    """The number of n-grams an ARPA file (plain or .gz) declares in its \\data\\ header (0 without one)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    total, seen = 0, False
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for _, line in zip(range(1000), f, strict=False):
+            line = line.strip()
+            if line.startswith("ngram ") and "=" in line:
+                total += int(line.split("=", 1)[1])
+                seen = True
+            elif seen and line:
+                break
+    return total
+
+
+def _check_builtin_size(path: Path, n: int, refuse: bool) -> None:
+    """Before the built-in reader starts on an ARPA file of `n` n-grams: refuse one over ARPA_BUILTIN_MAX_NGRAMS
+    (when `refuse`: backend auto, kenlm missing), else announce a wait of over a few seconds."""
+    if n <= 1_000_000:
+        return
+    cost = f"about {n * _ARPA_SECONDS_PER_NGRAM:.0f} s and {n * _ARPA_BYTES_PER_NGRAM / 2**30:.1f} GiB"
+    if refuse and n > ARPA_BUILTIN_MAX_NGRAMS:
+        raise ImportError(
+            f"{path} holds {n / 1e6:.0f} million n-grams: the built-in ARPA reader would take {cost} to load it. "
+            "Install KenLM, which reads it several times faster in a fraction of the memory: pip install kenlm "
+            "(or choose the built-in reader explicitly: inference.py --lm_backend arpa, load_lm(backend='arpa'))"
+        )
+    print(f"note: reading {path} ({n / 1e6:.1f}M n-grams) with the built-in ARPA reader: {cost} "
+          "(pip install kenlm loads it several times faster)", file=sys.stderr)  # fmt: skip
 
 
 def _unk_spelling(words: dict[str, object]) -> str | None:

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.audio import LogMel, load_audio  # noqa: E402
+from asr.audio import SAMPLE_RATE, LogMel, load_audio, num_frames  # noqa: E402
 from asr.config import MODEL_PRESETS, TrainConfig  # noqa: E402
 from asr.data import BucketBatchSampler  # noqa: E402
 from asr.infer import autocast  # noqa: E402
@@ -131,7 +131,7 @@ def time_inference(model: DeepSpeech2, batch, repeats: int) -> float:
     times = []
     for _ in range(repeats + 1):
         tic = _now(x.device)
-        with autocast(x.device, enabled=True):
+        with autocast(x.device, amp=True):
             model(x, lengths)
         times.append(_now(x.device) - tic)
     return statistics.median(times[1:])
@@ -151,6 +151,11 @@ def padding_waste(seed: int = 0) -> None:
     print("\npadding waste, 28,539 LibriSpeech-like durations, ~400 s batches:")
     print(f"  random batches of 32 (reference): {100 * (1 - real / padded):5.1f}%")
     print(f"  duration-bucketed sampler:        {100 * sampler.padding_waste(1):5.1f}%  (target <= 10%)")
+    # cuDNN's benchmark mode re-tunes for every new input shape: how often would it (train.py keeps it off)?
+    for epoch in (0, 1, 2):
+        batches = sampler.batches(epoch)
+        shapes = {(len(b), num_frames(round(durations[b].max() * SAMPLE_RATE))) for b in batches}
+        print(f"  epoch {epoch}: {len(batches)} batches, {len(shapes)} distinct (batch, frames) input shapes")
 
 
 def main() -> None:
@@ -164,8 +169,8 @@ def main() -> None:
         parser.error("--device cuda: PyTorch sees no CUDA GPU here")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as train.py
+    # cuDNN benchmark mode stays off, as in train.py by default: its batches rarely repeat a shape, and this
+    # fixed-shape batch would otherwise flatter the GPU figures.
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} threads"
     print(f"batch {BATCH} x ~{SECONDS:g} s, {where}, torch {torch.__version__}, median of {args.repeats}")
     header = f"{'preset':7} {'params':>7} {'train audio-s/s':>16} {'packed ref':>11} {'ratio':>6} "

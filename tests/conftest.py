@@ -16,6 +16,14 @@ needs_espeak = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_cache(tmp_path_factory):
+    """Duration manifests of read-only folders (../shared) go to a temporary XDG_CACHE_HOME, not ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture
 def librispeech_fixtures() -> Path:
     """The 14 LibriSpeech utterances (wav and flac, one at 8 kHz) in CustomDir layout."""

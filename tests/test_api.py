@@ -63,7 +63,10 @@ def test_help_shows_the_front_door_and_import_stays_light():
     assert '>>> model = asr.load_model("runs/example/best.pt")' in done.stdout
     # Python 3.13 breaks long signatures over lines and names pathlib._local.Path: compare them flattened
     shown = re.sub(r"\(\s+", "(", re.sub(r",\s+", ", ", done.stdout.replace("pathlib._local.Path", "pathlib.Path")))
-    assert "load_model(path: str | pathlib.Path | None = None, device: str = 'auto') -> asr.infer.Recognizer" in shown
+    assert (
+        "load_model(path: str | pathlib.Path | None = None, device: str = 'auto', amp: bool = True)"
+        " -> asr.infer.Recognizer" in shown
+    )
     assert (
         "transcribe(model: asr.infer.Recognizer, audio: str | pathlib.Path | numpy.ndarray, decoder: str = 'greedy'"
         in shown
@@ -168,3 +171,41 @@ def test_bad_input_gets_a_message_that_says_what_to_do(workdir, model):
         asr.transcribe(model, np.zeros(0, dtype=np.float32))
     with pytest.raises(ValueError, match=r"beam_size must be >= 1, got 0"):
         asr.transcribe(model, path, decoder="beam", beam_size=0)
+
+
+def test_evaluation_inference_and_transcribe_share_one_precision_policy(workdir, tmp_path, monkeypatch):
+    """train.py's validation, inference.py and asr.transcribe all ask asr.infer.uses_amp, with the same default."""
+    import train
+    from asr.config import InferenceConfig, TrainConfig
+    from asr.infer import uses_amp
+
+    assert InferenceConfig.amp == TrainConfig.amp is True
+    assert uses_amp(torch.device("cuda"), True) and not uses_amp(torch.device("cuda"), False)
+    assert not uses_amp(torch.device("cpu"), True) and not uses_amp(torch.device("mps"), True)
+    asked = []
+
+    def spy(device, amp):
+        asked.append((device.type, amp))
+        return uses_amp(device, amp)
+
+    monkeypatch.setattr(asr.infer, "uses_amp", spy)
+    monkeypatch.setattr(train, "uses_amp", spy)
+    data = workdir / "data/example"
+    train.main(["--dataset", str(data), "--runs_dir", str(tmp_path / "runs"), "--model", "tiny", "--epochs", "1",
+                "--no-tensorboard", "--eval_beam_size", "0"])  # fmt: skip
+    assert ("cpu", True) in asked and all(a == ("cpu", True) for a in asked)  # training steps and evaluation
+    asked.clear()
+    inference.main(["--data_dir", str(data), "--checkpoint", str(workdir / "runs/example/best.pt"),
+                    "--out", str(tmp_path / "preds"), "--device", "cpu"])  # fmt: skip
+    assert asked and all(a == ("cpu", True) for a in asked)
+    asked.clear()
+    inference.main(["--data_dir", str(data), "--checkpoint", str(workdir / "runs/example/best.pt"),
+                    "--out", str(tmp_path / "preds32"), "--device", "cpu", "--no-amp"])  # fmt: skip
+    assert asked and all(a == ("cpu", False) for a in asked)
+    assert sorted(p.read_text() for p in (tmp_path / "preds").glob("*.txt")) == sorted(
+        p.read_text() for p in (tmp_path / "preds32").glob("*.txt")
+    )  # on a CPU the flag changes nothing
+    asked.clear()
+    model = asr.load_model(workdir / "runs/example/best.pt", device="cpu")
+    asr.transcribe(model, data / "audio" / f"{EXAMPLE_IDS[0]}.flac")
+    assert asked == [("cpu", True)]

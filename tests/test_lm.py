@@ -1,6 +1,7 @@
 """Word n-gram LM: ARPA backoff arithmetic by hand, Kneser-Ney estimates by hand, normalisation, KenLM agreement."""
 
 import gzip
+import importlib.util
 import math
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from asr.lm import (
+    ARPA_BUILTIN_MAX_NGRAMS,
     KENLM_UNK_LOG10,
     ArpaLM,
     _counts_of_counts,
+    arpa_ngram_count,
     build_arpa,
     kneser_ney_discounts,
     load_lm,
@@ -359,3 +362,65 @@ def test_kenlm_reads_the_book_lm_like_the_builtin_reader(book_split, book_3gram)
         assert ours.end(s1) == pytest.approx(theirs.end(s2), abs=1e-4)
     assert perplexity(theirs, held_out) == pytest.approx(perplexity(ours, held_out), rel=1e-5)
     assert theirs._model.perplexity(held_out[0]) == pytest.approx(perplexity(ours, held_out[:1]), rel=1e-4)
+
+
+def _declaring(tmp_path: Path, name: str, ngrams: int) -> Path:
+    """A valid tiny ARPA file whose header claims `ngrams` 1-grams (the size checks read only the header)."""
+    path = tmp_path / name
+    text = TINY.read_text().replace("ngram 1=7", f"ngram 1={ngrams - 7}")
+    if name.endswith(".gz"):
+        with gzip.open(path, "wt") as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_ngram_count_comes_from_the_header(tmp_path):
+    assert arpa_ngram_count(TINY) == 14
+    assert arpa_ngram_count(_declaring(tmp_path, "big.arpa.gz", 12_000_000)) == 12_000_000
+
+
+def test_an_arpa_file_too_big_for_the_builtin_reader_asks_for_kenlm_at_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "kenlm", None)  # as if it were not installed
+    huge = _declaring(tmp_path, "4-gram.arpa.gz", ARPA_BUILTIN_MAX_NGRAMS + 7)
+    with pytest.raises(ImportError, match=r"holds 10 million n-grams: .* about 70 s and 1\.9 GiB.*pip install kenlm"):
+        load_lm(huge)
+    big = _declaring(tmp_path, "mid.arpa", 2_000_007)
+    assert len(load_lm(big)) == 14  # below the limit: loaded, announced with the expected wait
+    assert f"note: reading {big} (2.0M n-grams) with the built-in ARPA reader: about 14 s" in capsys.readouterr().err
+    assert len(load_lm(huge, backend="arpa")) == 14  # asked for explicitly: loaded, announced
+    assert "(10.0M n-grams)" in capsys.readouterr().err
+
+
+def test_inference_refuses_a_huge_arpa_before_any_work(tmp_path):
+    if importlib.util.find_spec("kenlm") is not None:
+        pytest.skip("kenlm is installed: inference.py would read the LM with it")
+    huge = _declaring(tmp_path, "3-gram.arpa.gz", 60_000_000)
+    done = subprocess.run(
+        [sys.executable, "inference.py", "--logits", str(tmp_path / "none"), "--decoder", "beam_lm", "--lm", str(huge)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"error: {huge} holds 60 million n-grams" in done.stderr and "--lm_backend arpa" in done.stderr
+
+
+def test_download_weights_says_which_lms_need_kenlm_before_downloading(tmp_path, monkeypatch, capsys):
+    import download_weights
+    from asr.download import DownloadError
+    from asr.sources import load_manifest
+
+    catalogue = load_manifest()["resources"]
+    assert [n for n in catalogue if download_weights.needs_kenlm(n, catalogue[n])] == [
+        "3-gram.arpa.gz",
+        "4-gram.arpa.gz",
+    ]
+    monkeypatch.setitem(sys.modules, "kenlm", None)
+
+    def offline(*args, **kwargs):
+        raise DownloadError("offline")
+
+    monkeypatch.setattr(download_weights, "download_file", offline)
+    assert download_weights.main(["4-gram.arpa.gz", "3-gram.pruned.1e-7.arpa.gz", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.index("note: 4-gram.arpa.gz can only be decoded with KenLM") < err.index("error: offline")

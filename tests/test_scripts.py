@@ -199,3 +199,31 @@ def test_inference_timestamps_write_words_with_seconds(tmp_path, decoder):
     }
     assert inference.main([*args, "--out", str(tmp_path / "plain")]) == 0
     assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["book.txt", "inference.json"]
+
+
+def test_inference_workers_load_the_same_batches(tmp_path, checkpoint, librispeech_fixtures, monkeypatch):
+    used = []
+    real_loader = inference.eval_loader
+
+    def spy(*args, **kwargs):
+        loader = real_loader(*args, **kwargs)
+        used.append(loader.num_workers)
+        return loader
+
+    monkeypatch.setattr(inference, "eval_loader", spy)
+    base = ["--data_dir", str(librispeech_fixtures), "--checkpoint", str(checkpoint), "--device", "cpu"]
+    assert inference.main([*base, "--out", str(tmp_path / "default")]) == 0
+    assert inference.main([*base, "--out", str(tmp_path / "two"), "--num_workers", "2"]) == 0
+    assert used == [0, 2]  # the default on a CPU: none (the model's threads use the cores)
+    texts = [{p.name: p.read_text() for p in (tmp_path / d).glob("*.txt")} for d in ("default", "two")]
+    assert texts[0] == texts[1] and len(texts[0]) == 14
+
+
+def test_spare_cpu_workers_leave_one_core_and_stop_at_eight(monkeypatch):
+    import os
+
+    from asr.data import spare_cpu_workers
+
+    for cores, workers in ((1, 0), (2, 1), (4, 3), (64, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert spare_cpu_workers() == workers

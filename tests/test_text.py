@@ -136,3 +136,10 @@ def test_state_round_trip_and_bad_state():
         tokenizer_from_state({"kind": "bpe9"})
     with pytest.raises(ValueError, match="must start with"):
         CharTokenizer(["a", BLANK])
+
+
+def test_uppercase_transcripts_take_the_quick_path_to_the_same_text():
+    # LibriSpeech lines are normal text in capitals; the fast path must agree with the full rules at its edges
+    cases = {"DON'T 'TIS JAMES'": "don't 'tis james'", "A  B": "a b", "A''B": "a'b", "' A": "a", "A '": "a",
+             " A": "a", "HELLO": "hello", "": "", "'": "", "O'CLOCK 21ST": "o'clock twenty first"}  # fmt: skip
+    assert {text: normalize(text) for text in cases} == cases

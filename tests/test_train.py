@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 import shutil
 
 import pytest
@@ -100,7 +101,8 @@ def test_tensorboard_gets_scalars_images_audio_and_predictions(tmp_path, tiny_se
 
 
 def test_the_design_card_command_gets_the_librispeech_recipe(monkeypatch):
-    monkeypatch.setattr(train.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
     settings, resumed = train.resolve_config(["--dataset", "train-clean-360", "--epochs", "50", "--device", "cpu"])
     config = settings.train
     assert resumed is None and config.dataset == "train-clean-360" and config.epochs == 50
@@ -239,3 +241,35 @@ def test_tensorboard_logs_every_epoch_the_mean_loss_and_purges_on_resume(tmp_pat
     newest = max((tmp_path / "tb" / "tensorboard").glob("events.*"), key=lambda p: p.stat().st_mtime_ns)
     starts = [e.step for e in EventFileLoader(str(newest)).Load() if e.HasField("session_log")]
     assert starts == [per_epoch]  # the resumed writer purges the crashed run's steps from here on
+
+
+@pytest.fixture
+def torch_switches():
+    """Restores torch's global determinism switches after a test that sets them."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)  # fmt: skip
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
+
+
+def test_deterministic_and_cudnn_benchmark_flags_set_the_torch_switches(torch_switches):
+    cpu = torch.device("cpu")
+    train.set_determinism(TrainConfig(deterministic=True), cpu)
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    train.set_determinism(TrainConfig(), cpu)  # the defaults: nothing forced, no benchmark mode
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    train.set_determinism(TrainConfig(cudnn_benchmark=True), cpu)
+    assert torch.backends.cudnn.benchmark
+    with pytest.raises(ValueError, match="--deterministic and --cudnn_benchmark contradict"):
+        train.set_determinism(TrainConfig(deterministic=True, cudnn_benchmark=True), cpu)
+
+
+def test_a_deterministic_cpu_run_gives_the_same_losses(tmp_path, tiny_set, torch_switches):
+    common = ("--epochs", "1", "--batch_seconds", "3", "--eval_every", "5", "--max_steps", "3")
+    plain = train.main(_args(tiny_set, tmp_path / "a", *common))
+    strict = train.main(_args(tiny_set, tmp_path / "b", *common, "--deterministic"))
+    assert torch.are_deterministic_algorithms_enabled()  # the flag took effect for the run
+    assert len(plain["losses"]) == 3 and strict["losses"] == plain["losses"]  # CPU kernels are deterministic
