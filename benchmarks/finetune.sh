@@ -41,18 +41,32 @@ run() {  # run NAME TRAIN TEST LM EXTRA_FLAGS...: train on TRAIN, then decode TE
     shift 4
     [[ $name == *accent* ]] && n=$accent_epochs
     [ -f "runs/$name/best.pt" ] || python train.py --dataset "$train" --eval_dataset "$test" --run_name "$name" \
-        --epochs "$n" --batch_seconds 30 --eval_every "$n" --no-tensorboard "$@" > "runs/$name.log"
+        --epochs "$n" --batch_seconds 30 --eval_every "$n" --eval_utterances 100 --no-tensorboard "$@" > "runs/$name.log"
     decode "$name" "runs/$name/best.pt" "$test" "$lm"
 }
 
 pretrained=runs/ft-pretrain/best.pt
-for set in lj an4 accent; do
-    train=real/$set-train test=real/$set-test lm=lm/book3.arpa
-    [ "$set" = accent ] && train=accent/train test=accent/test lm=lm/train3.arpa
+sets="lj an4 accent"
+data() {  # data SET: "TRAIN TEST LM" of a set
+    case $1 in
+        accent) echo accent/train accent/test lm/train3.arpa ;;
+        *) echo "real/$1-train real/$1-test lm/book3.arpa" ;;
+    esac
+}
+for set in $sets; do
+    read -r train test lm <<< "$(data "$set")"
     decode "ft-$set-pretrained-only" "$pretrained" "$test" "$lm"
-    run "ft-$set-scratch" "$train" "$test" "$lm" --model small
-    run "ft-$set-init" "$train" "$test" "$lm" --init_from "$pretrained"
-    run "ft-$set-init-lr5e-4" "$train" "$test" "$lm" --init_from "$pretrained" --lr 5e-4 --warmup 0.05
-    run "ft-$set-init-freeze" "$train" "$test" "$lm" --init_from "$pretrained" --lr 5e-4 --warmup 0.05 \
-        --freeze conv --freeze_epochs 10
+done
+# One start at a time over every set, the most telling comparison first (a run cut short leaves whole rows).
+for start in scratch init-lr5e-4 init init-freeze; do
+    for set in $sets; do
+        read -r train test lm <<< "$(data "$set")"
+        case $start in
+            scratch) flags=(--model small) ;;
+            init) flags=(--init_from "$pretrained") ;;
+            init-lr5e-4) flags=(--init_from "$pretrained" --lr 5e-4 --warmup 0.05) ;;
+            init-freeze) flags=(--init_from "$pretrained" --lr 5e-4 --warmup 0.05 --freeze conv --freeze_epochs 10) ;;
+        esac
+        run "ft-$set-$start" "$train" "$test" "$lm" "${flags[@]}"
+    done
 done
