@@ -46,7 +46,7 @@ run() {  # run NAME TRAIN TEST LM EXTRA_FLAGS...: train on TRAIN, then decode TE
 }
 
 pretrained=runs/ft-pretrain/best.pt
-sets="lj an4 accent"
+sets="an4 lj accent"
 data() {  # data SET: "TRAIN TEST LM" of a set
     case $1 in
         accent) echo accent/train accent/test lm/train3.arpa ;;
@@ -57,9 +57,10 @@ for set in $sets; do
     read -r train test lm <<< "$(data "$set")"
     decode "ft-$set-pretrained-only" "$pretrained" "$test" "$lm"
 done
-# One start at a time over every set, the most telling comparison first (a run cut short leaves whole rows).
-for start in scratch init-lr5e-4 init init-freeze; do
+# The most telling pair first, set by set (a run cut short leaves whole comparisons), then the other starts.
+for starts in "scratch init-lr5e-4" "init init-freeze"; do
     for set in $sets; do
+      for start in $starts; do
         read -r train test lm <<< "$(data "$set")"
         case $start in
             scratch) flags=(--model small) ;;
@@ -68,5 +69,6 @@ for start in scratch init-lr5e-4 init init-freeze; do
             init-freeze) flags=(--init_from "$pretrained" --lr 5e-4 --warmup 0.05 --freeze conv --freeze_epochs 10) ;;
         esac
         run "ft-$set-$start" "$train" "$test" "$lm" "${flags[@]}"
+      done
     done
 done
