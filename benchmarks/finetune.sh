@@ -60,15 +60,15 @@ done
 # The most telling pair first, set by set (a run cut short leaves whole comparisons), then the other starts.
 for starts in "scratch init-lr5e-4" "init init-freeze"; do
     for set in $sets; do
-      for start in $starts; do
         read -r train test lm <<< "$(data "$set")"
-        case $start in
-            scratch) flags=(--model small) ;;
-            init) flags=(--init_from "$pretrained") ;;
-            init-lr5e-4) flags=(--init_from "$pretrained" --lr 5e-4 --warmup 0.05) ;;
-            init-freeze) flags=(--init_from "$pretrained" --lr 5e-4 --warmup 0.05 --freeze conv --freeze_epochs 10) ;;
-        esac
-        run "ft-$set-$start" "$train" "$test" "$lm" "${flags[@]}"
-      done
+        for start in $starts; do
+            case $start in
+                scratch) flags=(--model small) ;;
+                init) flags=(--init_from "$pretrained") ;;
+                init-lr5e-4) flags=(--init_from "$pretrained" --lr 5e-4 --warmup 0.05) ;;
+                init-freeze) flags=(--init_from "$pretrained" --lr 5e-4 --warmup 0.05 --freeze conv --freeze_epochs 10) ;;
+            esac
+            run "ft-$set-$start" "$train" "$test" "$lm" "${flags[@]}"
+        done
     done
 done
