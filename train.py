@@ -711,3 +711,9 @@ if __name__ == "__main__":
         main()
     except (FileNotFoundError, ValueError, TorchaudioError) as e:  # bad input: the message says what to fix
         sys.exit(f"error: {e}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under torchrun, torch's C++ teardown at interpreter exit sometimes aborts ("terminate called without an
+        # active exception") after the run has finished and saved; leave without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
