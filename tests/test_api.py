@@ -62,7 +62,8 @@ def test_help_shows_the_front_door_and_import_stays_light():
     assert done.stdout.splitlines()[0] == "['asr']"  # the front door is imported on first use
     assert '>>> model = asr.load_model("runs/example/best.pt")' in done.stdout
     # Python 3.13 breaks long signatures over lines and names pathlib._local.Path: compare them flattened
-    shown = re.sub(r"\(\s+", "(", re.sub(r",\s+", ", ", done.stdout.replace("pathlib._local.Path", "pathlib.Path")))
+    shown = re.sub(r",\s+", ", ", done.stdout.replace("pathlib._local.Path", "pathlib.Path"))
+    shown = re.sub(r",?\s+\)", ")", re.sub(r"\(\s+", "(", shown))  # and end them with ",\n)"
     assert (
         "load_model(path: str | pathlib.Path | None = None, device: str = 'auto', amp: bool = True)"
         " -> asr.infer.Recognizer" in shown
