@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     stopped = False
     while state.epoch < config.epochs and not stopped:
-        # One pass over the training set; returns early when --max_steps is reached.
+        # One pass over the training set; returns early when --max_steps or --max_minutes is reached.
         stopped = train_epoch(model, optim, data, state, config, device, amp, log, save)
         if not stopped:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
@@ -128,12 +128,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     log.close()
     finish_distributed(model)
-    print(f"done: {state.step} steps, {state.skipped_steps} skipped; best eval WER {100 * state.best_wer:.2f}%; "
-          f"checkpoints in {run_dir}")  # fmt: skip
+    rate = state.audio_seconds / max(state.train_seconds, 1e-9)
+    print(f"done: {state.step} steps, {state.skipped_steps} skipped; {state.train_seconds / 60:.1f} min of training "
+          f"at {rate:.1f} audio-s/s; best eval WER {100 * state.best_wer:.2f}%; checkpoints in {run_dir}")  # fmt: skip
     if state.load_errors:
         print(f"{len(state.load_errors)} files could not be read:\n" + "\n".join(f"  {e}" for e in state.load_errors))
     return {"run_dir": run_dir, "losses": state.losses, "best_wer": state.best_wer, "step": state.step,
-            "skipped_steps": state.skipped_steps}  # fmt: skip
+            "skipped_steps": state.skipped_steps, "train_seconds": state.train_seconds,
+            "audio_seconds": state.audio_seconds}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -147,8 +149,8 @@ def recipe_name(dataset: str) -> str:
 def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
     """Flags -> Settings. A new run starts from its dataset's recipe (RECIPES), then the --model and --augment
     presets, then single ModelConfig/AugmentConfig flags. With --resume the run's saved settings are the base
-    (--max_steps is never inherited); flags that would change its batches or architecture are refused, all
-    others take effect. Values a recipe leaves to the machine are then sized for it."""
+    (--max_steps and --max_minutes are never inherited); flags that would change its batches or architecture are
+    refused, all others take effect. Values a recipe leaves to the machine are then sized for it."""
     parser_for(TrainConfig, description=__doc__, overrides=(ModelConfig, AugmentConfig)).parse_args(argv)  # --help
     given = given_flags(argv, TrainConfig, ModelConfig, AugmentConfig)
     train, arch, aug = given["TrainConfig"], given["ModelConfig"], given["AugmentConfig"]
@@ -160,7 +162,7 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
     state = load_checkpoint(train["resume"])
     if "train_config" not in state:
         raise ValueError(f"{train['resume']} holds no training state (it is an inference-only checkpoint)")
-    saved = replace(TrainConfig(**state["train_config"]), max_steps=None)
+    saved = replace(TrainConfig(**state["train_config"]), max_steps=None, max_minutes=None)
     model = ModelConfig(**state["model_config"])
     fixed = [(f"--{k}", v, getattr(saved, k)) for k, v in train.items() if k in FIXED_ON_RESUME]
     fixed += [(f"--{k}", v, getattr(model, k)) for k, v in arch.items()]
@@ -514,6 +516,8 @@ class TrainState:
     losses: list[float] = field(default_factory=list)  # mean loss of each update in this process (not saved)
     load_errors: list[str] = field(default_factory=list)  # unreadable files met in this process (not saved)
     since_log: list[float] = field(default_factory=list)  # losses of the updates since the last log write
+    train_seconds: float = 0.0  # wall-clock time in train_epoch in this process (not saved)
+    audio_seconds: float = 0.0  # audio trained on in this process (not saved)
 
     def state_dict(self) -> dict:
         counters = ("step", "epoch", "batch_in_epoch", "skipped_steps", "best_wer")
@@ -533,7 +537,8 @@ class TrainState:
 
 def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bool:
     """The rest of the current epoch. Gradients of `grad_accum` batches make one update; the epoch's last
-    window may be shorter and is averaged over its real size. Returns True when --max_steps stopped it."""
+    window may be shorter and is averaged over its real size. Returns True when --max_steps or --max_minutes
+    stopped it."""
     model.train()
     freeze_for_epoch(model, config, state.epoch)
     # Windows count batches read, usable or not, so that every DDP process closes them at the same batch.
@@ -570,16 +575,31 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
             log_train(log, state, optim, grad_norm, rate)
         if state.step % config.checkpoint_every == 0:
             save("last.pt")
-        if config.max_steps is not None and state.step >= config.max_steps:
+        if out_of_budget(config, state, time.perf_counter() - tic):
             break
     bar.close()
     if state.since_log:  # at least one write per epoch, however short the run
         log_train(log, state, optim, grad_norm, seconds / (time.perf_counter() - tic))
     elapsed = time.perf_counter() - tic
+    state.train_seconds, state.audio_seconds = state.train_seconds + elapsed, state.audio_seconds + seconds
     last = state.losses[-1] if state.losses else math.nan
     tqdm.write(f"epoch {state.epoch}: step {state.step}, last loss {last:.3f}, {seconds / elapsed:.1f} audio-s/s, "
                f"{elapsed:.0f} s")  # fmt: skip
-    return config.max_steps is not None and state.step >= config.max_steps
+    return out_of_budget(config, state, 0.0)
+
+
+def out_of_budget(config: TrainConfig, state: TrainState, epoch_seconds: float) -> bool:
+    """--max_steps reached, or --max_minutes spent on training steps (`epoch_seconds` of this epoch not yet
+    counted in state.train_seconds). Under DDP rank 0's clock decides for all, so every process stops at the
+    same step."""
+    if config.max_steps is not None and state.step >= config.max_steps:
+        return True
+    if config.max_minutes is None:
+        return False
+    spent = [state.train_seconds + epoch_seconds >= 60 * config.max_minutes]
+    if dist.is_initialized():
+        dist.broadcast_object_list(spent, src=0)
+    return spent[0]
 
 
 def freeze_for_epoch(model: DeepSpeech2, config: TrainConfig, epoch: int) -> None:

@@ -233,6 +233,11 @@ class TrainConfig:
     )
     epochs: int = _f(50, "passes over the training set")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (for smoke tests)")
+    max_minutes: float | None = _f(
+        None,
+        "stop after this many minutes of training steps in this process (evaluation and start-up not counted), for"
+        " equal-time comparisons. The learning-rate schedule still spans --epochs: choose them to fit the budget",
+    )
     batch_seconds: float | None = _f(
         20.0,
         "audio seconds per batch (padding excluded), batches built by duration; the LibriSpeech recipe sizes it for"

@@ -149,6 +149,16 @@ def test_last_pt_of_a_cut_run_carries_its_best_wer_and_resume_changes_lr(tmp_pat
     assert total == 3 and group["lr"] == pytest.approx(1e-3 * train.lr_factor(3, 2 * per_epoch, 0.1), rel=1e-12)
 
 
+def test_max_minutes_stops_after_the_step_that_spends_it_and_is_not_inherited(tmp_path, tiny_set):
+    common = ("--epochs", "2", "--batch_seconds", "3", "--eval_every", "5")
+    full = train.main(_args(tiny_set, tmp_path / "a", *common))
+    cut = train.main(_args(tiny_set, tmp_path / "b", *common, "--max_minutes", "1e-9"))
+    assert cut["step"] == 1 and cut["best_wer"] < float("inf")  # one step spends it; the cut run is evaluated
+    assert cut["train_seconds"] > 0 and cut["audio_seconds"] > 0
+    resumed = train.main(["--resume", str(cut["run_dir"] / "last.pt")])
+    assert cut["step"] + len(resumed["losses"]) == full["step"]  # the budget was this process's only
+
+
 def _batches(utterances: list[str], n_mels: int = 40) -> list[dict]:
     """One collated batch per LibriSpeech fixture id."""
     from asr.data import SpeechDataset, collate, custom_dir_utterances
