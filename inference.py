@@ -36,7 +36,7 @@ from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
 from asr.decode import beam_options, decode_grid, word_timestamps
-from asr.infer import batch_log_probs, decode_log_probs, eval_loader, load_model, uses_amp
+from asr.infer import batch_log_probs, decode_labellings, eval_loader, load_model, uses_amp
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
@@ -145,19 +145,19 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
 
 
 def write_predictions(
-    folder: Path, predictions: dict, log_probs: dict, tokenizer: Tokenizer, decode_config: DecodeConfig, rate: float
+    folder: Path, labellings: dict, log_probs: dict, tokenizer: Tokenizer, decode_config: DecodeConfig, rate: float
 ) -> None:
-    """DIR/<id>.txt (one line of text); with --timestamps also DIR/<id>.json: the text and each word with its
-    start and end in seconds (`asr.decode.word_timestamps`: where the words are in the text's most probable
-    alignment to the log-probs; `rate` output frames per second)."""
-    for utt_id, text in predictions.items():
+    """DIR/<id>.txt (one line of text) for every {id: (text, labelling)}; with --timestamps also DIR/<id>.json:
+    the text and each word with its start and end in seconds (`asr.decode.word_timestamps`: where the words are
+    in the most probable alignment of the decoder's own labelling; `rate` output frames per second)."""
+    for utt_id, (text, tokens) in labellings.items():
         (folder / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
         if decode_config.timestamps:
-            words = word_timestamps(log_probs[utt_id], tokenizer.encode(text), tokenizer, rate)
+            words = word_timestamps(log_probs[utt_id], tokens, tokenizer, rate)
             record = {"text": text, "words": [{"word": w.word, "start": w.start, "end": w.end} for w in words]}
             (folder / f"{utt_id}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     timed = " with word timestamps (<id>.json)" if decode_config.timestamps else ""
-    print(f"wrote {len(predictions)} transcripts{timed} to {folder}/ ({decode_config.decoder})")
+    print(f"wrote {len(labellings)} transcripts{timed} to {folder}/ ({decode_config.decoder})")
 
 
 def source_record(config: InferenceConfig, decode_config: DecodeConfig) -> dict:
@@ -211,10 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"data report:\n{report.summary()}", file=sys.stderr)
         sys.exit(f"error: no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
     ids = sorted(log_probs)
-    predictions = dict(
-        zip(ids, decode_log_probs([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
+    labellings = dict(
+        zip(ids, decode_labellings([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
     )
-    write_predictions(out, predictions, log_probs, tokenizer, decode_config, rate)
+    predictions = {utt_id: text for utt_id, (text, _) in labellings.items()}
+    write_predictions(out, labellings, log_probs, tokenizer, decode_config, rate)
     (out / SOURCE_FILE).write_text(json.dumps(source_record(config, decode_config), indent=2) + "\n")
 
     # Score every utterance that has a reference; one that failed to load counts as an empty prediction,

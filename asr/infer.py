@@ -23,7 +23,7 @@ from asr.data import BucketBatchSampler, SpeechDataset, Utterance, collate
 from asr.decode import beam_options, decode_batch, greedy_decode
 from asr.lm import NGramLM, load_lm
 from asr.model import DeepSpeech2, pick_device
-from asr.text import Tokenizer
+from asr.text import Tokenizer, collapse_ctc
 
 DECODERS = tuple(next(f for f in dataclasses.fields(DecodeConfig) if f.name == "decoder").metadata["choices"])
 
@@ -85,12 +85,25 @@ def decode_log_probs(
 ) -> list[str]:
     """(T_i, V) log-probabilities of each utterance -> its text, with `config.decoder` (`lm` only for beam_lm;
     with it, `config.merge_beams` merges the prefixes the LM cannot tell apart)."""
+    return [text for text, _ in decode_labellings(log_probs, tokenizer, config, lm)]
+
+
+def decode_labellings(
+    log_probs: Sequence[np.ndarray], tokenizer: Tokenizer, config: DecodeConfig, lm: NGramLM | None = None
+) -> list[tuple[str, tuple[int, ...]]]:
+    """As `decode_log_probs`, with the labelling each text was read from (token ids, no blanks: the best path's
+    for greedy, the hypothesis's for a beam), which is what `asr.decode.word_timestamps` aligns: for BPE it may
+    split a word otherwise than `tokenizer.encode` would."""
     _check_decoder(config.decoder, lm)
     if config.decoder == "greedy":
-        return [greedy_decode(torch.from_numpy(lp)[None], torch.tensor([len(lp)]), tokenizer)[0] for lp in log_probs]
+        texts = [greedy_decode(torch.from_numpy(lp)[None], torch.tensor([len(lp)]), tokenizer)[0] for lp in log_probs]
+        return [
+            (t, tuple(collapse_ctc(lp.argmax(axis=-1).tolist(), tokenizer.blank)))
+            for t, lp in zip(texts, log_probs, strict=True)
+        ]
     options = beam_options(config) | {"merge_beams": config.merge_beams, "nbest": 1}
     hyps = decode_batch(log_probs, tokenizer, workers=config.decode_workers, lm=lm, **options)
-    return [h[0].text for h in hyps]
+    return [(h[0].text, h[0].tokens) for h in hyps]
 
 
 def eval_loader(

@@ -15,9 +15,10 @@ import inference
 import train
 from asr.bpe import MIN_VOCAB_SIZE, BpeTokenizer, train_bpe
 from asr.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
-from asr.config import MODEL_PRESETS, TrainConfig
+from asr.config import MODEL_PRESETS, DecodeConfig, TrainConfig
 from asr.data import DataReport, Utterance, filter_for_training
 from asr.decode import _WordTracker, beam_search, greedy_decode, word_timestamps
+from asr.infer import decode_labellings
 from asr.lm import build_arpa, load_lm
 from asr.model import DeepSpeech2, frame_rate
 from asr.text import BLANK, WORD_START, CharTokenizer, normalize, tokenizer_from_state
@@ -166,6 +167,15 @@ def test_greedy_and_beam_decode_a_word_split_across_three_pieces(pieces):
     assert [(w.start_frame, w.end_frame) for w in best.words] == expected
     assert [w.word for w in best.words] == ["a", "sunny", "bunny"] and best.words[2].end == expected[2][1] / 25
     assert word_timestamps(lp, ids, pieces, 25.0) == best.words
+
+
+def test_inference_times_the_words_of_the_decoders_own_pieces(pieces):
+    bunny = split(pieces, "bunny", 3)
+    ids = (*pieces.encode("a sunny"), *bunny)
+    lp = log_probs(len(pieces), path(list(ids)))
+    for decoder in ("greedy", "beam"):
+        [(text, tokens)] = decode_labellings([lp], pieces, DecodeConfig(decoder=decoder, beam_size=8))
+        assert text == "a sunny bunny" and tokens == ids != tuple(pieces.encode(text))  # what --timestamps aligns
 
 
 def test_the_word_lm_flips_a_near_tie_between_pieces(pieces):
