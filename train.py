@@ -75,6 +75,7 @@ TOKENIZER_INFO = "tokenizer.json"  # what that model was trained from: a new run
 
 def main(argv: list[str] | None = None) -> dict:
     settings, resumed = resolve_config(argv)
+    check_limits(settings.train)
     torchaudio()  # a torchaudio that cannot load fails here, in one line, before anything is written
     init_distributed()  # under torchrun: one process per device; only rank 0 prints, logs and saves
     config = settings.train
@@ -175,6 +176,14 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
     config = replace(saved, **train)
     base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
     return Settings(size_for_machine(config), model, replace(base, **aug)), state
+
+
+def check_limits(config: TrainConfig) -> None:
+    """Refuse a --max_steps or --max_minutes that would stop the run before its first step."""
+    if config.max_steps is not None and config.max_steps < 1:
+        raise ValueError(f"--max_steps must be at least 1, got {config.max_steps}")
+    if config.max_minutes is not None and not config.max_minutes > 0:
+        raise ValueError(f"--max_minutes must be above 0, got {config.max_minutes}")
 
 
 def architecture(config: TrainConfig, train: dict, arch: dict) -> tuple[TrainConfig, ModelConfig]:

@@ -157,6 +157,9 @@ def test_max_minutes_stops_after_the_step_that_spends_it_and_is_not_inherited(tm
     assert cut["train_seconds"] > 0 and cut["audio_seconds"] > 0
     resumed = train.main(["--resume", str(cut["run_dir"] / "last.pt")])
     assert cut["step"] + len(resumed["losses"]) == full["step"]  # the budget was this process's only
+    for flag, value in (("--max_minutes", "0"), ("--max_steps", "-1")):
+        with pytest.raises(ValueError, match=f"{flag} must be"):
+            train.main(_args(tiny_set, tmp_path / "c", flag, value))
 
 
 def _batches(utterances: list[str], n_mels: int = 40) -> list[dict]:
