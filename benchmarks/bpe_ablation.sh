@@ -6,7 +6,7 @@
 # transcripts (alpha and beta from a grid on dev) on test and test-noisy. Run alone on the machine, from the
 # repository root:
 #
-#     bash benchmarks/bpe_ablation.sh [MINUTES] [NAME=FLAGS ...]   # defaults: 10 minutes, the four below
+#     bash benchmarks/bpe_ablation.sh [MINUTES] [NAME=FLAGS ...]   # defaults: 10 minutes, the five below
 #
 # Prints one Markdown table row per configuration; writes runs/abl-*, logits-abl-*, preds-abl-*, grid-abl-*.
 set -euo pipefail
@@ -15,6 +15,7 @@ shift || true
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(
     "char-s2=--tokenizer char --time_stride 2"
+    "bpe64-s4=--tokenizer bpe --bpe_vocab_size 64 --time_stride 4"
     "bpe256-s2=--tokenizer bpe --bpe_vocab_size 256 --time_stride 2"
     "bpe256-s4=--tokenizer bpe --bpe_vocab_size 256 --time_stride 4"
     "bpe1024-s4=--tokenizer bpe --bpe_vocab_size 1024 --time_stride 4"
