@@ -18,7 +18,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from asr.config import WeightsConfig, from_args, parser_for
-from asr.download import DownloadError, download_file, file_sha256
+from asr.download import destination, download_file, file_sha256
+from asr.errors import run_cli
 from asr.sources import load_manifest, resolve_url
 
 DEFAULT_LM = "3-gram.pruned.1e-7.arpa.gz"  # the LM the printed beam-search command uses when it was fetched
@@ -57,13 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser_for(WeightsConfig, description=__doc__.split("\n\n")[0], epilog=epilog)
 
 
-def _checkpoint_name(spec: str, url: str) -> str:
+def _checkpoint_name(url: str) -> str:
+    """The URL-decoded last path segment ('' when there is none); checked by asr.download.destination."""
     if "drive.google.com" in url:
         return "checkpoint.pt"  # Drive addresses carry no file name
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    if not name:
-        raise SystemExit(f"cannot tell a file name from {spec!r}; pass --name")
-    return name
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
 def kenlm_installed() -> bool:
@@ -105,30 +104,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {', '.join(big)} can only be decoded with KenLM (too many n-grams for the built-in ARPA "
               "reader): pip install kenlm before running inference.py with it", file=sys.stderr)  # fmt: skip
 
+    if not args.timeout > 0:
+        parser.error(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    # Names are checked before anything is fetched: a URL's last segment is chosen by whoever serves it.
+    checkpoint_path = None
+    if args.url:
+        url = resolve_url(args.url)
+        if args.name is not None:
+            checkpoint_path = destination(out, args.name, origin="--name")
+        else:
+            checkpoint_path = destination(out, _checkpoint_name(url), origin=f"--url {args.url}")
+
     fetched: dict[str, Path] = {}
-    try:
-        for name in wanted:
-            entry = catalogue[name]
-            path = download_file(entry["urls"], out / name, sha256=entry.get("sha256"), size=entry.get("size"),
-                                 retries=args.retries)  # fmt: skip
-            how = "SHA-256 verified" if entry.get("sha256") else "no checksum published; size verified"
-            print(f"{name} -> {path} ({path.stat().st_size:,} bytes; {how})")
-            fetched[name] = path
-        checkpoint = None
-        if args.url:
-            url = resolve_url(args.url)
-            name = args.name or _checkpoint_name(args.url, url)
-            checkpoint = download_file(url, out / name, sha256=args.sha256, retries=args.retries)
-            if args.sha256:
-                print(f"checkpoint -> {checkpoint} (SHA-256 verified)")
-            else:
-                print(
-                    f"checkpoint -> {checkpoint} (no --sha256 given: only its length was checked against the server; "
-                    f"its SHA-256 is {file_sha256(checkpoint)}, pass that next time)"
-                )
-    except (DownloadError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    for name in wanted:
+        entry = catalogue[name]
+        path = download_file(entry["urls"], destination(out, name, origin=f"resource {name!r}"),
+                             sha256=entry.get("sha256"), size=entry.get("size"), retries=args.retries,
+                             timeout=args.timeout)  # fmt: skip
+        how = "SHA-256 verified" if entry.get("sha256") else "no checksum published; size verified"
+        print(f"{name} -> {path} ({path.stat().st_size:,} bytes; {how})")
+        fetched[name] = path
+    checkpoint = None
+    if checkpoint_path is not None:
+        checkpoint = download_file(url, checkpoint_path, sha256=args.sha256, retries=args.retries, timeout=args.timeout)
+        if args.sha256:
+            print(f"checkpoint -> {checkpoint} (SHA-256 verified)")
+        else:
+            print(
+                f"checkpoint -> {checkpoint} (no --sha256 given: only its length was checked against the server; "
+                f"its SHA-256 is {file_sha256(checkpoint)}, pass that next time)"
+            )
 
     lm = fetched.get(DEFAULT_LM) or next((p for n, p in fetched.items() if n.endswith(".arpa.gz")), None)
     print("\nrun inference with:")
@@ -139,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -359,6 +359,11 @@ class WeightsConfig:
     sha256: str | None = _f(None, "expected SHA-256 of the --url file (strongly recommended)")
     name: str | None = _f(None, "file name for the --url download; default: the last part of the URL")
     retries: int = _f(6, "retries per address after a dropped connection")
+    timeout: float = _f(
+        60.0,
+        "seconds: a transfer that receives fewer than 1 KiB within this long is stalled; it is cut off and retried "
+        "(the next run resumes it)",
+    )
 
 
 # A resumed run continues its batches, its schedule and its weights: these cannot change with --resume

@@ -10,6 +10,14 @@ corrupt "archive"; Google Drive's virus-scan warning page is followed to the
 file. Several URLs are mirrors, tried in order. `fetch_text()` gets a small
 text file (a checksum list) with the same retries, and `file_lock()` keeps
 parallel processes from writing the same file.
+
+A transfer that stalls is cut off: "stalled" means fewer than STALL_BYTES
+(1 KiB) arrived within `timeout` seconds (60 by default), so a server that
+drips a byte every few seconds is treated like a silent one; the bytes received
+stay in the .part file and the next attempt (or the next run) resumes there.
+Names that come from the network (a URL's last segment) become file names only
+through `safe_file_name()`, and `destination()` checks that the resolved path
+stays inside the folder it is meant for.
 """
 
 import contextlib
@@ -27,18 +35,28 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from asr.errors import ASRError
 from asr.sources import auth_headers, drive_confirm_url, is_google_drive
 
 CHUNK_SIZE = 1 << 20  # bytes per read and write
-TIMEOUT = (30.0, 120.0)  # seconds: to connect, and of silence between received bytes
+TIMEOUT = (30.0, 120.0)  # seconds: to connect, and of silence between received bytes (small text files)
+STALL_TIMEOUT = 60.0  # seconds within which at least STALL_BYTES must arrive, or the transfer counts as stalled
+STALL_BYTES = 1024  # bytes: less than this within STALL_TIMEOUT is a stall (a server dripping a byte at a time)
 RETRIES = 6  # consecutive failed attempts (without new bytes) before giving up on a URL
+MAX_NAME_BYTES = 255  # the longest file name most file systems take
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 BACKOFF = 2.0  # seconds before the first retry; doubles with each further retry
 USER_AGENT = "deepspeech2-asr/download.py (+python-requests)"
+_SNIFF_BYTES = 256  # the first bytes of a body looked at for an HTML page
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}  # worth asking again: overload, gateway trouble
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ASRError, RuntimeError):
     """A file could not be fetched; the message names the URL and what to do."""
+
+
+class UnsafeNameError(DownloadError):
+    """A file name taken from a URL or a flag is not one plain path component, or would land outside its folder."""
 
 
 class ChecksumError(DownloadError):
@@ -55,6 +73,10 @@ class DiskSpaceError(DownloadError):
 
 class _Transient(Exception):
     """An attempt failed in a way that another attempt may fix (dropped connection, 5xx)."""
+
+
+class _Stalled(_Transient):
+    """Fewer than STALL_BYTES arrived within the stall timeout."""
 
 
 class _FollowPage(Exception):
@@ -74,6 +96,49 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def safe_file_name(
+    name: str, *, origin: str, remedy: str = "pass --name with a plain file name such as model.pt"
+) -> str:
+    """Return `name` if it is one plain path component, else raise UnsafeNameError naming `origin`.
+
+    Plain: not empty, no separator ('/' or backslash), no leading dot (so no '.', '..' or hidden file), no
+    leading dash (it would read as an option), no control character (NUL included), at most 255 bytes in UTF-8.
+    Apply it after URL-decoding: '%2F' is a separator too.
+    """
+    if not name:
+        problem = "is empty"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator ('/' or '\\'), so it could land outside the download folder"
+    elif name.startswith("."):
+        problem = "starts with a dot ('.', '..' or a hidden file)"
+    elif name.startswith("-"):
+        problem = "starts with a dash (it would read as a command-line option)"
+    elif _CONTROL.search(name):
+        problem = "contains a control character"
+    elif len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        problem = f"is longer than the {MAX_NAME_BYTES} bytes a file name may have"
+    else:
+        return name
+    raise UnsafeNameError(f"{origin}: the file name {name!r} {problem} — {remedy}")
+
+
+def destination(folder: str | Path, name: str, *, origin: str) -> Path:
+    """`folder / name` once `name` is a safe file name and the path (and its .part file) resolve inside `folder`.
+
+    An existing link named like the file (or its .part) that leads elsewhere raises UnsafeNameError.
+    """
+    folder = Path(folder)
+    path = folder / safe_file_name(name, origin=origin)
+    inside = os.path.realpath(folder)
+    for candidate in (path, path.with_name(path.name + ".part")):
+        resolved = os.path.realpath(candidate)
+        if os.path.dirname(resolved) != inside:
+            raise UnsafeNameError(
+                f"{candidate}: resolves to {resolved}, outside {folder} (a link?) — remove it or choose another name"
+            )
+    return path
+
+
 def download_file(
     urls: str | Sequence[str],
     dest: str | Path,
@@ -85,6 +150,7 @@ def download_file(
     space_factor: float = 1.0,
     progress: bool = True,
     session: requests.Session | None = None,
+    timeout: float = STALL_TIMEOUT,
 ) -> Path:
     """Fetch `dest` from the first of `urls` (mirrors) that works; return `dest`.
 
@@ -92,8 +158,12 @@ def download_file(
     against the server's Content-Length. An existing `dest` is verified and kept.
     space_factor: free space required, as a multiple of the file size (2 when the
     file will be extracted beside itself). backoff: seconds before the first retry
-    (0 in tests). Raises DownloadError (or a subclass) naming every URL tried.
+    (0 in tests). timeout: seconds to connect, and within which at least STALL_BYTES must
+    arrive; a stall is retried like a dropped connection (resuming), and counts as a failure
+    even when a few bytes came. Raises DownloadError (or a subclass) naming every URL tried.
     """
+    if not timeout > 0:
+        raise ValueError(f"timeout {timeout!r}: must be a positive number of seconds")
     dest = Path(dest)
     urls = [urls] if isinstance(urls, str) else list(urls)
     if not urls:
@@ -110,7 +180,7 @@ def download_file(
         errors: list[DownloadError] = []
         for url in urls:
             try:
-                digest = _fetch(s, url, part, size, retries, backoff, space_factor, progress)
+                digest = _fetch(s, url, part, size, retries, backoff, space_factor, progress, timeout)
                 _verify(
                     part,
                     sha256=sha256,
@@ -146,6 +216,7 @@ def _fetch(
     backoff: float,
     space_factor: float,
     progress: bool,
+    timeout: float,
 ) -> str:
     """Fill `part` with the body at `url`, resuming and retrying; return its SHA-256 hex."""
     hasher = _PartHasher(part)
@@ -154,7 +225,7 @@ def _fetch(
     while True:
         before = part.stat().st_size if part.exists() else 0
         try:
-            _attempt(session, url, part, hasher, expected_size, space_factor, progress)
+            _attempt(session, url, part, hasher, expected_size, space_factor, progress, timeout)
             return hasher.hexdigest()
         except _FollowPage as page:
             pages_followed += 1
@@ -164,7 +235,8 @@ def _fetch(
             continue
         except _Transient as e:
             after = part.stat().st_size if part.exists() else 0
-            failures = 1 if after > before else failures + 1  # a flaky link that makes progress may go on
+            # a flaky link that makes progress may go on; a stall never counts as progress (a drip would loop)
+            failures = 1 if after > before and not isinstance(e, _Stalled) else failures + 1
             if failures > retries:
                 raise DownloadError(f"{url}: giving up after {retries} retries: {e}") from None
             delay = backoff * 2 ** (failures - 1)
@@ -184,6 +256,7 @@ def _attempt(
     expected_size: int | None,
     space_factor: float,
     progress: bool,
+    timeout: float,
 ) -> None:
     """One HTTP request: append the rest of the body to `part`; raise _Transient to be retried."""
     offset = part.stat().st_size if part.exists() else 0
@@ -191,7 +264,9 @@ def _attempt(
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        r = session.get(url, headers=headers, stream=True, timeout=TIMEOUT)
+        r = session.get(url, headers=headers, stream=True, timeout=(min(TIMEOUT[0], timeout), timeout))
+    except requests.ReadTimeout:
+        raise _Stalled(f"no answer within {timeout:g} s") from None
     except (requests.ConnectionError, requests.Timeout) as e:
         raise _Transient(f"connection failed ({_short(e)})") from None
     except requests.RequestException as e:
@@ -222,7 +297,7 @@ def _attempt(
         if total is not None:
             _check_space(part.parent, need=(total - offset) + (space_factor - 1.0) * total)
         hasher.sync()
-        _append_body(url, r, part, hasher, offset, total, progress)
+        _append_body(url, r, part, hasher, offset, total, progress, timeout)
 
 
 def _already_complete(url: str, r: requests.Response, offset: int, part: Path, hasher: "_PartHasher") -> bool:
@@ -249,31 +324,56 @@ def _already_complete(url: str, r: requests.Response, offset: int, part: Path, h
 
 
 def _append_body(
-    url: str, r: requests.Response, part: Path, hasher: "_PartHasher", offset: int, total: int | None, progress: bool
+    url: str,
+    r: requests.Response,
+    part: Path,
+    hasher: "_PartHasher",
+    offset: int,
+    total: int | None,
+    progress: bool,
+    timeout: float,
 ) -> None:
-    """Stream the response body onto the end of `part`, hashing as it goes; raise _Transient if it breaks off."""
+    """Stream the response body onto the end of `part`, hashing as it goes; raise _Transient if it breaks off.
+
+    Each read returns whatever has arrived (read1), so a trickle is seen as it comes: the clock restarts
+    whenever STALL_BYTES more bytes are in, and `timeout` seconds without that raise _Stalled. Silence is
+    caught by the socket's own read timeout (the same `timeout`), so a stall is detected within 2 x timeout.
+    """
     received = offset
     bar = tqdm(
         total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
         disable=not progress, leave=False,
     )  # fmt: skip
-    stream = r.raw.stream(CHUNK_SIZE, decode_content=False)
+    mark_time, mark_bytes = time.monotonic(), received
+    head = b""
     with bar, open(part, "ab") as f:
         while True:
             try:
-                chunk = next(stream, None)
+                chunk = r.raw.read1(CHUNK_SIZE, decode_content=False)
+            except (urllib3.exceptions.ReadTimeoutError, requests.ReadTimeout, TimeoutError):
+                raise _Stalled(f"stalled: nothing received for {timeout:g} s after {received:,} bytes") from None
             except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
                 raise _Transient(f"connection dropped after {received:,} bytes ({_short(e)})") from None
-            if chunk is None:
+            if not chunk:
                 break
-            if received == 0 and _looks_like_html(chunk):
-                f.close()
-                part.unlink(missing_ok=True)
-                raise HtmlResponseError(_html_message(url, chunk.decode("utf-8", "replace")))
+            if offset == 0 and len(head) < _SNIFF_BYTES:  # the first bytes may come in several small reads
+                head += chunk
+                if _looks_like_html(head):
+                    f.close()
+                    part.unlink(missing_ok=True)
+                    raise HtmlResponseError(_html_message(url, head.decode("utf-8", "replace")))
             _write(f, chunk, part)
             hasher.update(chunk)
             received += len(chunk)
             bar.update(len(chunk))
+            now = time.monotonic()
+            if received - mark_bytes >= STALL_BYTES:
+                mark_time, mark_bytes = now, received
+            elif now - mark_time > timeout:
+                raise _Stalled(
+                    f"stalled: {received - mark_bytes:,} bytes in {now - mark_time:.1f} s, less than {STALL_BYTES:,} "
+                    f"within the {timeout:g} s timeout, after {received:,} bytes"
+                )
     if total is not None and received != total:
         raise _Transient(f"connection closed after {received:,} of {total:,} bytes")
 
@@ -364,7 +464,7 @@ def _content_range_total(value: str | None) -> int | None:
 
 
 def _looks_like_html(chunk: bytes) -> bool:
-    head = chunk[:256].lstrip().lower()
+    head = chunk[:_SNIFF_BYTES].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html"))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 import requests
 
 from asr.archive import MARKER, extract_archive
-from asr.download import BACKOFF, RETRIES, USER_AGENT, DownloadError, download_file, fetch_text
+from asr.download import BACKOFF, RETRIES, USER_AGENT, ChecksumError, DownloadError, download_file, fetch_text
 from asr.sources import load_manifest
 
 LIBRISPEECH_SPLITS: tuple[str, ...] = tuple(load_manifest()["librispeech"]["splits"])
@@ -100,6 +100,7 @@ def ensure_librispeech(
     name = f"{split}.tar.gz"
     base = librispeech_base_url(base_url)
     sha256 = load_manifest()["librispeech"]["splits"][split]["sha256"]
+    source = "the openslr SHA-256 in asr/resources.json"
     with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
         if base:
@@ -109,22 +110,29 @@ def ensure_librispeech(
                 print(f"LibriSpeech {split}: {base} publishes no SHA256SUMS; checking the openslr SHA-256", flush=True)
             else:
                 if name not in published:
-                    raise DownloadError(f"{base}/SHA256SUMS has no line for {name}; add one (sha256sum {name})")
+                    raise DownloadError(
+                        f"{base}/SHA256SUMS has no line for {name} — add one (sha256sum {name}), or remove the file "
+                        "to check against the openslr SHA-256"
+                    )
                 sha256 = published[name]
+                source = f"{base}/SHA256SUMS"
         else:
             urls = [f"{mirror}/{name}" for mirror in LIBRISPEECH_MIRRORS]
         archive = data_dir / "downloads" / name
         print(f"LibriSpeech {split}: fetching {urls[0]} -> {archive}", flush=True)
-        download_file(
-            urls,
-            archive,
-            sha256=sha256,
-            retries=retries,
-            backoff=backoff,
-            space_factor=LIBRISPEECH_SPACE_FACTOR,
-            progress=progress,
-            session=session,
-        )
+        try:
+            download_file(
+                urls,
+                archive,
+                sha256=sha256,
+                retries=retries,
+                backoff=backoff,
+                space_factor=LIBRISPEECH_SPACE_FACTOR,
+                progress=progress,
+                session=session,
+            )
+        except ChecksumError as e:  # say where the expected sum came from: a wrong SHA256SUMS is fixed there
+            raise ChecksumError(f"{e} (expected SHA-256 from {source})") from None
     print(f"LibriSpeech {split}: checksum verified; extracting into {split_dir}", flush=True)
     extract_archive(archive, split_dir, subdir=f"LibriSpeech/{split}", progress=progress)
     if not keep_archive:
@@ -139,12 +147,17 @@ def fetch_sha256sums(
     text = fetch_text(url, session=session, retries=retries, backoff=backoff)
     if text is None:
         return None
-    sums = {}
+    sums: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         m = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line.strip())
         if not m:
-            raise DownloadError(f"{url}: line {number} is not '<sha256>  <file name>': {line[:100]!r}")
-        sums[PurePosixPath(m.group(2)).name] = m.group(1).lower()
+            raise DownloadError(
+                f"{url}: line {number} is not '<sha256>  <file name>' ({line[:100]!r}) — fix or remove that file"
+            )
+        name, digest = PurePosixPath(m.group(2)).name, m.group(1).lower()
+        if sums.get(name, digest) != digest:
+            raise DownloadError(f"{url}: line {number} gives {name} a second, different SHA-256 — fix that file")
+        sums[name] = digest
     return sums

@@ -1,19 +1,22 @@
 """A loopback HTTP server with fault injection, shared by the download, LibriSpeech and download_weights tests.
 
 `LoopbackServer` serves `state.files` on 127.0.0.1 and can drop a connection
-part-way, answer 503 first, flip a byte, send an HTML page, or ignore Range
-headers; `state.log` records every request with its Range header.
+part-way, answer 503 first, flip a byte, send an HTML page, ignore Range
+headers, or drip the body one byte at a time; `state.log` records every request
+with its Range header.
 """
 
 import hashlib
 import http.server
 import random
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 PAYLOAD = random.Random(0).randbytes(3_000_000)  # three chunks and a bit
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+DRIP_LIMIT_S = 10.0  # a dripping answer ends after this long, so a client without a stall timeout fails, not hangs
 
 
 class _State:
@@ -26,6 +29,7 @@ class _State:
         self.html: dict[str, bytes] = {}  # paths answered with this HTML page
         self.html_as_binary = False  # send the HTML pages as application/octet-stream
         self.honour_range = True
+        self.drip: dict[str, float] = {}  # path -> seconds between single bytes of the body (for DRIP_LIMIT_S)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -63,6 +67,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
+        if path in state.drip:
+            return self._drip(body, state.drip[path])
         cut = state.drop_after.pop(path, None)
         if cut is not None:
             self.wfile.write(body[:cut])
@@ -70,6 +76,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True  # the client sees the connection end before Content-Length
             return
         self.wfile.write(body)
+
+    def _drip(self, body: bytes, interval: float) -> None:
+        self.close_connection = True
+        end = time.monotonic() + DRIP_LIMIT_S
+        for i in range(len(body)):
+            if time.monotonic() > end:
+                return
+            try:
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+            except OSError:  # the client hung up: what a stall timeout does
+                return
+            time.sleep(interval)
 
     def _reply(self, status: int, body: bytes, kind: str, headers: dict | None = None) -> None:
         self.send_response(status)

@@ -157,3 +157,70 @@ def test_google_drive_page_without_a_way_through(server, tmp_path, monkeypatch):
     server.state.html["/uc"] = b"<html><head><title>Quota exceeded</title></head></html>"
     with pytest.raises(dl.HtmlResponseError, match="Google Drive sent a web page"):
         _fetch(server, tmp_path / "model.pt", path="/uc")
+
+
+def test_dripping_server_stalls_and_the_next_call_resumes(server, tmp_path):
+    dest = tmp_path / "file.bin"
+    server.state.drip["/file.bin"] = 0.1  # one byte every 0.1 s: never silent for long, never useful
+    with pytest.raises(
+        dl.DownloadError,
+        match=r"giving up after 0 retries: stalled: \d+ bytes in 0\.\d s, less than 1,024 within the 0\.5 s timeout",
+    ):
+        _fetch(server, dest, retries=0, timeout=0.5)
+    got = (tmp_path / "file.bin.part").stat().st_size
+    assert 0 < got < 1024 and not dest.exists()
+
+    del server.state.drip["/file.bin"]
+    _fetch(server, dest)  # the next run resumes where the stall left off
+    assert server.state.log[-1] == ("/file.bin", f"bytes={got}-")
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_silent_server_times_out(server, tmp_path):
+    server.state.drip["/file.bin"] = 5.0  # one byte, then silence
+    with pytest.raises(dl.DownloadError, match=r"stalled: nothing received for 0\.3 s after 1 bytes"):
+        _fetch(server, tmp_path / "file.bin", retries=0, timeout=0.3)
+
+
+def test_a_drip_is_not_progress_so_retries_run_out(server, tmp_path):
+    server.state.drip["/file.bin"] = 0.05
+    with pytest.raises(dl.DownloadError, match="giving up after 1 retries: stalled"):
+        _fetch(server, tmp_path / "file.bin", retries=1, timeout=0.3)
+    assert [r for _, r in server.state.log][0] is None and server.state.log[1][1].startswith("bytes=")
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("../../escaped.pt", "contains a path separator"),
+        ("/tmp/site-packages/zz.pth", "contains a path separator"),
+        ("a\\b.pt", "contains a path separator"),
+        ("..", "starts with a dot"),
+        (".bashrc", "starts with a dot"),
+        ("-rf", "starts with a dash"),
+        ("a\x00b.pt", "contains a control character"),
+        ("a\nb.pt", "contains a control character"),
+        ("", "is empty"),
+        ("x" * 256, "is longer than the 255 bytes"),
+    ],
+)
+def test_unsafe_file_names_are_refused(name, problem):
+    with pytest.raises(dl.UnsafeNameError, match=rf"^--url u: the file name .* {problem}.* — pass --name"):
+        dl.safe_file_name(name, origin="--url u")
+
+
+def test_safe_file_names_pass():
+    for name in ("best.pt", "3-gram.pruned.1e-7.arpa.gz", "model..v2.pt", "modèle.pt"):
+        assert dl.safe_file_name(name, origin="x") == name
+
+
+def test_destination_refuses_a_link_that_leads_outside(tmp_path):
+    out = tmp_path / "weights"
+    out.mkdir()
+    (out / "best.pt").symlink_to(tmp_path / "elsewhere.pt")
+    with pytest.raises(dl.UnsafeNameError, match=r"best\.pt: resolves to .*elsewhere\.pt, outside .*weights"):
+        dl.destination(out, "best.pt", origin="--name")
+    (out / "other.pt.part").symlink_to("/etc/passwd")
+    with pytest.raises(dl.UnsafeNameError, match=r"other\.pt\.part: resolves to /etc/passwd"):
+        dl.destination(out, "other.pt", origin="--name")
+    assert dl.destination(out, "new.pt", origin="--name") == out / "new.pt"

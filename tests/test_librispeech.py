@@ -184,3 +184,36 @@ def test_ensure_splits_downloads_what_is_missing(librispeech_server, tmp_path):
     assert (split_dir / MARKER).exists()
     assert sorted(p.stem for p in split_dir.rglob("*.flac")) == sorted(utterances)
     assert [p for p, _ in server.state.log] == ["/mirror/SHA256SUMS", "/mirror/test-clean.tar.gz"]
+
+
+@pytest.fixture
+def fake_mirror(server, monkeypatch):
+    """A mirror serving a small stand-in archive: enough for the checksum list to be judged before extraction."""
+    data = b"not really a tar.gz" * 100
+    server.state.files["/mirror/test-clean.tar.gz"] = data
+    monkeypatch.setenv(librispeech.BASE_URL_ENV, server.url("/mirror/"))
+    return server, hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "sums, message",
+    [
+        (b"%s  test-clean.tar.gz\n" % (b"ab" * 32), r"SHA-256 is [0-9a-f]{64}, expected (ab){32}; .*\(expected SHA-256 "
+         r"from http://127\.0\.0\.1:\d+/mirror/SHA256SUMS\)$"),  # wrong
+        (b"%s test-clean.tar.gz\n" % (b"ab" * 31), r"/mirror/SHA256SUMS: line 1 is not '<sha256>  <file name>' "
+         r"\('a.*b test-clean.tar.gz'\) — fix or remove that file$"),  # malformed: a short sum
+        (b"\x00\xff\xfe garbage\n", r"/mirror/SHA256SUMS: line 1 is not '<sha256>  <file name>'"),  # binary junk
+        (b"%s  test-clean.tar.gz\n%s  test-clean.tar.gz\n" % (b"ab" * 32, b"cd" * 32),
+         r"/mirror/SHA256SUMS: line 2 gives test-clean.tar.gz a second, different SHA-256 — fix that file$"),
+        (b"%s  dev-clean.tar.gz\n" % (b"ab" * 32), r"/mirror/SHA256SUMS has no line for test-clean.tar.gz — add one"),
+        (b"<!DOCTYPE html><html><title>Index</title></html>", r"/mirror/SHA256SUMS: the server sent an HTML page"),
+    ],
+)  # fmt: skip
+def test_bad_sha256sums_is_one_line_naming_the_file(fake_mirror, tmp_path, sums, message):
+    server, _ = fake_mirror
+    server.state.files["/mirror/SHA256SUMS"] = sums
+    with pytest.raises(download.DownloadError, match=message) as caught:
+        librispeech.ensure_librispeech("test-clean", tmp_path / "data", backoff=0, progress=False)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "data" / "LibriSpeech").exists()
+    assert not (tmp_path / "data" / "downloads").exists() or leftovers(tmp_path / "data" / "downloads") == []
