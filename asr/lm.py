@@ -21,6 +21,12 @@ first in the ARPA's 1-gram order on a tie), and the context goes on with that sp
 spelling costs one lookup, as before. `<unk>` may be spelled in any case (e.g. "<UNK>"); `<s>` and `</s>`
 must be lowercase, as KenLM requires.
 
+ARPA files are checked as they are read: every malformed line (a non-numeric or non-finite number, a wrong
+number of fields, a positive log-probability, an n-gram whose words are not 1-grams) and a corrupt or truncated
+.gz raise `ArpaFormatError` naming the file and the line, rather than loading garbage that decodes to nonsense.
+Backoff weights may be positive (they are not probabilities); `-inf` is taken only as the probability of `<s>`
+(which is never predicted; read as -99, SRILM's value).
+
 `python -m asr.lm build --text corpus.txt --order 3 --out lm.arpa` builds an interpolated modified
 Kneser-Ney model (Chen & Goodman 1998; Heafield et al. 2013, the method of KenLM's lmplz; no pruning) from a
 text file, normalised with `asr.text.normalize`, one sentence per line or split from running prose by
@@ -37,10 +43,12 @@ import math
 import re
 import sys
 import time
+import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 
+from asr.errors import ASRError
 from asr.sentences import gutenberg_body, split_sentences
 from asr.text import normalize
 
@@ -55,6 +63,10 @@ _ARPA_SECONDS_PER_NGRAM = 7e-6
 _ARPA_BYTES_PER_NGRAM = 200
 _CACHE_LIMIT = 2_000_000  # (state, word) entries kept before the score cache is cleared
 _FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz --discount_fallback defaults, for corpora too small to estimate
+
+
+class ArpaFormatError(ASRError, ValueError):
+    """An ARPA file (or its .gz) that cannot be read as one; the message names the file and line."""
 
 
 class NGramLM:
@@ -135,8 +147,9 @@ class ArpaLM(NGramLM):
         self.order = self._read(Path(path))
         for special in (BOS, EOS):
             if special not in self._ids:
-                raise ValueError(
-                    f"{path}: the ARPA file has no {special} unigram (spelled in lowercase); is it a sentence-level LM?"
+                raise ArpaFormatError(
+                    f"{path}: the ARPA file has no {special} unigram (spelled in lowercase) — is it a sentence-level "
+                    "LM? build one with `python -m asr.lm build`"
                 )
         unk = _unk_spelling(self._ids)  # "<unk>", another spelling of it, or None: added with KenLM's probability
         self._unk = self._ids[unk] if unk is not None else len(self._ids)
@@ -221,54 +234,119 @@ class ArpaLM(NGramLM):
     def _read(self, path: Path) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"language model {path} does not exist; build one with `python -m asr.lm build`")
-        opener = gzip.open if path.suffix == ".gz" else open
         counts: dict[int, int] = {}
         section = 0  # 0: before \data\, -1: in \data\, n: in \n-grams:
         found: Counter = Counter()
-        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-            for lineno, line in enumerate(f, 1):
-                if section > 0:
-                    parts = line.split()
-                    if len(parts) > section:
-                        self._add(parts, section, path, lineno)
-                        found[section] += 1
-                        continue
-                line = line.strip()
-                if not line:
+        for lineno, line in _arpa_lines(path):
+            if section > 0:
+                parts = line.split()
+                if len(parts) > 1 or (parts and _is_number(parts[0])):
+                    self._add(parts, section, path, lineno)
+                    found[section] += 1
                     continue
-                if line == "\\data\\":
-                    section = -1
-                elif line == "\\end\\":
-                    break
-                elif section == -1 and line.startswith("ngram "):
-                    n, count = line[6:].split("=")
-                    counts[int(n)] = int(count)
-                elif m := re.fullmatch(r"\\(\d+)-grams:", line):
-                    section = int(m.group(1))
-                elif section > 0:
-                    raise ValueError(f"{path}:{lineno}: malformed {section}-gram line {line!r}")
+            line = line.strip()
+            if not line:
+                continue
+            if line == "\\data\\":
+                section = -1
+            elif line == "\\end\\":
+                break
+            elif section == -1 and line.startswith("ngram "):
+                n, count = _ngram_header(line, path, lineno)
+                counts[n] = count
+            elif m := re.fullmatch(r"\\(\d+)-grams:", line):
+                section = int(m.group(1))
+                if section not in counts:
+                    raise ArpaFormatError(
+                        f"{path}:{lineno}: a {section}-gram section, but the \\data\\ header declares no "
+                        f"'ngram {section}=' count — fix the header"
+                    )
+            elif section > 0:
+                raise ArpaFormatError(f"{path}:{lineno}: malformed {section}-gram line {line[:100]!r}")
         if not counts:
-            raise ValueError(f"{path}: not an ARPA file (no \\data\\ header with 'ngram N=count' lines)")
+            raise ArpaFormatError(f"{path}: not an ARPA file (no \\data\\ header with 'ngram N=count' lines)")
         for n, count in counts.items():
             if found[n] != count:
                 print(f"warning: {path}: header says {count} {n}-grams, file has {found[n]}", file=sys.stderr)
         return max(counts)
 
     def _add(self, parts: list[str], n: int, path: Path, lineno: int) -> None:
+        if len(parts) not in (n + 1, n + 2):
+            raise ArpaFormatError(
+                f"{path}:{lineno}: {len(parts)} fields in a {n}-gram line, expected {n + 1} or {n + 2} (log10 "
+                f"probability, {n} word{'s' * (n > 1)}, optional backoff weight): {' '.join(parts)[:100]!r}"
+            )
         words = parts[1 : n + 1]
-        prob = float(parts[0]) * LN10
+        log10 = _arpa_float(parts[0], "log10 probability", path, lineno)
+        if log10 == -math.inf and words == [BOS]:
+            log10 = -99.0  # p(<s>) is never used; some tools write -inf for it
+        elif not math.isfinite(log10) or log10 > 0:
+            raise ArpaFormatError(
+                f"{path}:{lineno}: log10 probability {parts[0]} of {' '.join(words)!r} is "
+                f"{'not finite' if not math.isfinite(log10) else 'positive (a probability above 1)'} — the file is "
+                "corrupt or was not written by an LM toolkit; rebuild it"
+            )
+        prob = log10 * LN10
         if n == 1:
             ids = (self._ids.setdefault(words[0], len(self._ids)),)
         else:
             try:
                 ids = tuple(self._ids[w] for w in words)
             except KeyError as e:
-                raise ValueError(f"{path}:{lineno}: word {e.args[0]!r} is not among the 1-grams") from None
+                raise ArpaFormatError(f"{path}:{lineno}: word {e.args[0]!r} is not among the 1-grams") from None
         self._prob[ids] = prob
         if len(parts) > n + 1:
-            bow = float(parts[n + 1]) * LN10
+            bow = _arpa_float(parts[n + 1], "backoff weight", path, lineno)
+            if not math.isfinite(bow):
+                raise ArpaFormatError(
+                    f"{path}:{lineno}: backoff weight {parts[n + 1]} of {' '.join(words)!r} is not finite — the file "
+                    "is corrupt; rebuild it"
+                )
             if bow:
-                self._bow[ids] = bow
+                self._bow[ids] = bow * LN10
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _arpa_float(text: str, what: str, path: Path, lineno: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ArpaFormatError(
+            f"{path}:{lineno}: {what} {text[:40]!r} is not a number — fix or rebuild the file"
+        ) from None
+
+
+def _ngram_header(line: str, path: Path, lineno: int) -> tuple[int, int]:
+    """'ngram 3=1234' -> (3, 1234); anything else names the file and line."""
+    m = re.fullmatch(r"ngram\s+(\d+)\s*=\s*(\d+)", line.strip())
+    if not m or int(m.group(1)) < 1:
+        raise ArpaFormatError(
+            f"{path}:{lineno}: malformed header line {line.strip()[:100]!r}, expected 'ngram N=count'"
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+def _arpa_lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a plain or gzipped text file; a corrupt or truncated .gz raises ArpaFormatError."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if limit is not None and lineno > limit:
+                    return
+                yield lineno, line
+    except (zlib.error, EOFError, gzip.BadGzipFile) as e:
+        raise ArpaFormatError(
+            f"{path}: the gzip file is corrupt or truncated ({' '.join(str(e).split())[:120] or type(e).__name__}) — "
+            "download or build it again"
+        ) from None
 
 
 class KenLM(NGramLM):
@@ -374,7 +452,7 @@ def load_lm(path: str | Path, *, backend: str = "auto", vocabulary: str | Path |
     chosen = _auto_backend(path, arpa, ngrams) if backend == "auto" else backend
     if chosen == "arpa":
         if not arpa:
-            raise ValueError(f"{path} is not an ARPA text file (a KenLM binary? use backend='kenlm')")
+            raise ArpaFormatError(f"{path} is not an ARPA text file (a KenLM binary? use backend='kenlm')")
         _check_builtin_size(path, ngrams, refuse=backend == "auto")
         return ArpaLM(path)
     words = None
@@ -399,16 +477,14 @@ def _auto_backend(path: Path, arpa: bool, ngrams: int) -> str:
 def arpa_ngram_count(path: str | Path) -> int:
     """The number of n-grams an ARPA file (plain or .gz) declares in its \\data\\ header (0 without one)."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     total, seen = 0, False
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for _, line in zip(range(1000), f, strict=False):
-            line = line.strip()
-            if line.startswith("ngram ") and "=" in line:
-                total += int(line.split("=", 1)[1])
-                seen = True
-            elif seen and line:
-                break
+    for lineno, line in _arpa_lines(path, limit=1000):
+        line = line.strip()
+        if line.startswith("ngram ") and "=" in line:
+            total += _ngram_header(line, path, lineno)[1]
+            seen = True
+        elif seen and line:
+            break
     return total
 
 
@@ -436,32 +512,24 @@ def _unk_spelling(words: dict[str, object]) -> str | None:
 
 
 def _is_arpa(path: Path) -> bool:
-    """ARPA files start (after blank lines or comments) with \\data\\; KenLM binaries do not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-            for _, line in zip(range(1000), f, strict=False):
-                if line.strip() == "\\data\\":
-                    return True
-    except (OSError, EOFError):
-        return False
-    return False
+    """ARPA files start (after blank lines or comments) with \\data\\; KenLM binaries do not.
+
+    A .gz that is not gzip, or is corrupt within its first lines, raises ArpaFormatError naming it."""
+    return any(line.strip() == "\\data\\" for _, line in _arpa_lines(path, limit=1000))
 
 
 def _arpa_unigrams(path: Path) -> list[str]:
     """The 1-gram words of an ARPA file, reading no further than the 1-gram section."""
-    opener = gzip.open if path.suffix == ".gz" else open
     words, inside = [], False
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if inside:
-                parts = line.split()
-                if len(parts) >= 2:
-                    words.append(parts[1])
-                elif line.strip().startswith("\\"):
-                    break
-            elif line.strip() == "\\1-grams:":
-                inside = True
+    for _, line in _arpa_lines(path):
+        if inside:
+            parts = line.split()
+            if len(parts) >= 2:
+                words.append(parts[1])
+            elif line.strip().startswith("\\"):
+                break
+        elif line.strip() == "\\1-grams:":
+            inside = True
     return words
 
 

@@ -13,6 +13,7 @@ import pytest
 from asr.lm import (
     ARPA_BUILTIN_MAX_NGRAMS,
     KENLM_UNK_LOG10,
+    ArpaFormatError,
     ArpaLM,
     _counts_of_counts,
     arpa_ngram_count,
@@ -128,6 +129,85 @@ def test_load_errors_say_what_to_do(tmp_path):
     bad.write_text("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1\t<s>\n\n\\2-grams:\n-1\t<s> dog\n\n\\end\\\n")
     with pytest.raises(ValueError, match="dog"):
         load_lm(bad)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _line_of(text: str, fragment: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("-0.9\tCAT\t-0.25", "nan\tCAT\t-0.25", r"log10 probability nan of 'CAT' is not finite"),
+        ("-0.9\tCAT\t-0.25", "+5.0\tCAT\t-0.25", r"log10 probability \+5\.0 of 'CAT' is positive"),
+        ("-0.9\tCAT\t-0.25", "inf\tCAT\t-0.25", r"log10 probability inf of 'CAT' is not finite"),
+        ("-0.5\tCAT SAT", "-inf\tCAT SAT", r"log10 probability -inf of 'CAT SAT' is not finite"),
+        ("-0.9\tCAT\t-0.25", "-0.9\tCAT\tnan", r"backoff weight nan of 'CAT' is not finite"),
+        ("-0.9\tCAT\t-0.25", "minus\tCAT\t-0.25", r"log10 probability 'minus' is not a number"),
+        ("-0.9\tCAT\t-0.25", "-0.9\tCAT\tx0.25", r"backoff weight 'x0.25' is not a number"),
+        ("-0.5\tCAT SAT", "-0.5\tCAT SAT THE X", r"5 fields in a 2-gram line, expected 3 or 4"),
+        ("-0.5\tCAT SAT", "-0.5\tCAT", r"2 fields in a 2-gram line, expected 3 or 4"),
+        ("-0.5\tCAT SAT", "-0.5", r"1 fields in a 2-gram line"),
+        ("-0.5\tCAT SAT", "-0.5\tCAT DOG", r"word 'DOG' is not among the 1-grams"),
+        ("ngram 2=5", "ngram 2=five", r"malformed header line 'ngram 2=five', expected 'ngram N=count'"),
+        ("ngram 3=2", "ngram 4=2", r"a 3-gram section, but the \\data\\ header declares no 'ngram 3=' count"),
+    ],
+)
+def test_malformed_arpa_is_refused_with_file_and_line(tmp_path, old, new, message):
+    text = TINY.read_text()
+    assert old in text
+    bad = text.replace(old, new)
+    line = _line_of(bad, new if "ngram 4" not in new else "\\3-grams:")
+    arpa = tmp_path / "bad.arpa"
+    arpa.write_text(bad)
+    with pytest.raises(ArpaFormatError, match=rf"^{arpa}:{line}: {message}"):
+        load_lm(arpa, backend="arpa")
+    gz = tmp_path / "bad.arpa.gz"
+    gz.write_bytes(gzip.compress(bad.encode()))
+    with pytest.raises(ArpaFormatError, match=rf"^{gz}:{line}: {message}"):
+        load_lm(gz, backend="arpa")
+
+
+def test_inference_refuses_a_nan_arpa_in_one_line(tmp_path):
+    arpa = _write(tmp_path / "nan.arpa", TINY.read_text().replace("-0.6\tTHE\t-0.2", "nan\tTHE\t-0.2"))
+    done = subprocess.run(
+        [sys.executable, "inference.py", "--logits", str(tmp_path / "none"), "--decoder", "beam_lm", "--lm", str(arpa)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr  # was: decoded garbage, exit status 0
+    assert f"error: {arpa}:11: log10 probability nan of 'THE' is not finite" in done.stderr
+
+
+def test_positive_backoff_and_minus_inf_for_start_are_accepted(tmp_path):
+    arpa = tmp_path / "ok.arpa"
+    arpa.write_text(TINY.read_text().replace("-99\t<s>\t-0.3", "-inf\t<s>\t0.3"))  # both legitimate in ARPA
+    lm = load_lm(arpa, backend="arpa")
+    assert lm.logprob(["<s>"], "</s>") == pytest.approx((0.3 + -0.7) * LN10)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "not gzip"])
+def test_broken_arpa_gz_is_one_message_naming_the_file(tmp_path, damage):
+    words = "".join(f"-3.0\tW{i * 7919 % 100003:x}\n" for i in range(3000))  # the damage lands past line 1000
+    text = TINY.read_text().replace("ngram 1=7", "ngram 1=3007").replace("-1.2\tMAT\n", "-1.2\tMAT\n" + words)
+    assert len(ArpaLM(_write(tmp_path / "whole.arpa", text))) == 3014
+    data = gzip.compress(text.encode())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "corrupt":
+        data = data[:200] + bytes(b ^ 0x5A for b in data[200:260]) + data[260:]
+    else:
+        data = text.encode()
+    gz = tmp_path / "lm.arpa.gz"
+    gz.write_bytes(data)
+    with pytest.raises(ArpaFormatError, match=rf"^{gz}: the gzip file is corrupt or truncated \(.+\) — download or "):
+        load_lm(gz)
+    with pytest.raises(ArpaFormatError, match=rf"^{gz}: the gzip file is corrupt"):
+        ArpaLM(gz)
 
 
 def test_kneser_ney_matches_hand_computed_probabilities(tmp_path):
@@ -421,6 +501,9 @@ def test_download_weights_says_which_lms_need_kenlm_before_downloading(tmp_path,
         raise DownloadError("offline")
 
     monkeypatch.setattr(download_weights, "download_file", offline)
-    assert download_weights.main(["4-gram.arpa.gz", "3-gram.pruned.1e-7.arpa.gz", "--out", str(tmp_path)]) == 1
+    from asr.errors import run_cli
+
+    args = ["4-gram.arpa.gz", "3-gram.pruned.1e-7.arpa.gz", "--out", str(tmp_path)]
+    assert run_cli(download_weights.main, args) == 2
     err = capsys.readouterr().err
     assert err.index("note: 4-gram.arpa.gz can only be decoded with KenLM") < err.index("error: offline")
