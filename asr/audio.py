@@ -17,6 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from asr.errors import ASRError
+
 SAMPLE_RATE = 16000  # Hz
 WIN_LENGTH = 400  # samples = 25 ms
 HOP_LENGTH = 160  # samples = 10 ms
@@ -27,7 +29,7 @@ LOG_FLOOR = 1e-6  # added before the log so silence gives a finite value
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
 
-class AudioError(Exception):
+class AudioError(ASRError):
     """An audio file that cannot be used; the message names the file and the reason."""
 
 

@@ -93,3 +93,17 @@ def test_a_torchaudio_that_cannot_load_is_one_line_that_says_what_to_install(tmp
         f"error: torchaudio cannot be loaded with torch {torch.__version__} (libtorchaudio.so: undefined symbol: "
         "torch_exception_get_what). Install the tested pair: pip install 'torch>=2.11,<2.13' 'torchaudio==2.11.0'"
     ]
+
+
+def test_project_errors_share_one_base():
+    """Every bad-input error of the project is an ASRError, so run_cli reports each as one line."""
+    from asr.archive import UnsafeArchiveError
+    from asr.download import ChecksumError, DownloadError, UnsafeNameError
+    from asr.errors import ASRError
+    from asr.lm import ArpaFormatError
+
+    for kind in (AudioError, DownloadError, ChecksumError, UnsafeNameError, UnsafeArchiveError, ArpaFormatError):
+        assert issubclass(kind, ASRError), kind
+    # the old bases stay, so code that caught them still does
+    assert issubclass(DownloadError, RuntimeError) and issubclass(UnsafeArchiveError, ValueError)
+    assert issubclass(ArpaFormatError, ValueError)
