@@ -47,6 +47,7 @@ MAX_NAME_BYTES = 255  # the longest file name most file systems take
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 BACKOFF = 2.0  # seconds before the first retry; doubles with each further retry
 USER_AGENT = "deepspeech2-asr/download.py (+python-requests)"
+MAX_TEXT_BYTES = 16 * 2**20  # fetch_text's limit: a checksum list is a few KB
 _SNIFF_BYTES = 256  # the first bytes of a body looked at for an HTML page
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}  # worth asking again: overload, gateway trouble
 
@@ -344,7 +345,7 @@ def _append_body(
         total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
         disable=not progress, leave=False,
     )  # fmt: skip
-    mark_time, mark_bytes = time.monotonic(), received
+    watch = _StallWatch(timeout, received)
     head = b""
     with bar, open(part, "ab") as f:
         while True:
@@ -366,16 +367,28 @@ def _append_body(
             hasher.update(chunk)
             received += len(chunk)
             bar.update(len(chunk))
-            now = time.monotonic()
-            if received - mark_bytes >= STALL_BYTES:
-                mark_time, mark_bytes = now, received
-            elif now - mark_time > timeout:
-                raise _Stalled(
-                    f"stalled: {received - mark_bytes:,} bytes in {now - mark_time:.1f} s, less than {STALL_BYTES:,} "
-                    f"within the {timeout:g} s timeout, after {received:,} bytes"
-                )
+            watch.check(received)
     if total is not None and received != total:
         raise _Transient(f"connection closed after {received:,} of {total:,} bytes")
+
+
+class _StallWatch:
+    """Raises _Stalled when fewer than STALL_BYTES arrive within `timeout` seconds (the clock restarts each time)."""
+
+    def __init__(self, timeout: float, received: int = 0) -> None:
+        self.timeout = timeout
+        self.mark_time, self.mark_bytes = time.monotonic(), received
+
+    def check(self, received: int) -> None:
+        """Call after each read with the running byte count."""
+        now = time.monotonic()
+        if received - self.mark_bytes >= STALL_BYTES:
+            self.mark_time, self.mark_bytes = now, received
+        elif now - self.mark_time > self.timeout:
+            raise _Stalled(
+                f"stalled: {received - self.mark_bytes:,} bytes in {now - self.mark_time:.1f} s, less than "
+                f"{STALL_BYTES:,} within the {self.timeout:g} s timeout, after {received:,} bytes"
+            )
 
 
 class _PartHasher:
@@ -526,22 +539,32 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def fetch_text(
-    url: str, *, session: requests.Session | None = None, retries: int = RETRIES, backoff: float = BACKOFF
+    url: str,
+    *,
+    session: requests.Session | None = None,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    timeout: float = STALL_TIMEOUT,
 ) -> str | None:
     """The body of a small text file at `url`; None when the server has none (403/404/410).
 
-    Connection errors and 5xx answers are retried like `download_file`'s; an HTML page raises HtmlResponseError.
+    Connection errors, stalls (as in `download_file`) and 5xx answers are retried like `download_file`'s; an
+    HTML page raises HtmlResponseError, and a body over MAX_TEXT_BYTES raises DownloadError.
     """
     failures = 0
     with _session_or(session) as s:
         while True:
             try:
-                r = s.get(url, timeout=TIMEOUT, headers=auth_headers(url))
-                if r.status_code not in _RETRY_STATUS:
-                    break
+                r = s.get(url, timeout=(min(TIMEOUT[0], timeout), timeout), headers=auth_headers(url), stream=True)
+                with r:
+                    if r.status_code not in _RETRY_STATUS:
+                        body = _small_body(url, r, timeout) if r.status_code == 200 else b""
+                        break
                 reason = f"HTTP {r.status_code}"
             except (requests.ConnectionError, requests.Timeout) as e:
                 reason = _short(e)
+            except _Transient as e:
+                reason = str(e)
             failures += 1
             if failures > retries:
                 raise DownloadError(f"{url}: giving up after {retries} retries: {reason}")
@@ -550,6 +573,25 @@ def fetch_text(
         return None
     if r.status_code != 200:
         raise DownloadError(f"{url}: HTTP {r.status_code} {r.reason}")
-    if "text/html" in r.headers.get("Content-Type", "").lower() or _looks_like_html(r.content):
-        raise HtmlResponseError(_html_message(url, r.text))
-    return r.text
+    text = body.decode(r.encoding or "utf-8", "replace")
+    if "text/html" in r.headers.get("Content-Type", "").lower() or _looks_like_html(body):
+        raise HtmlResponseError(_html_message(url, text))
+    return text
+
+
+def _small_body(url: str, r: requests.Response, timeout: float) -> bytes:
+    """Read a whole (small) response body, watching for stalls; raise _Transient to be retried."""
+    watch, body = _StallWatch(timeout), bytearray()
+    while True:
+        try:
+            chunk = r.raw.read1(CHUNK_SIZE, decode_content=True)
+        except (urllib3.exceptions.ReadTimeoutError, requests.ReadTimeout, TimeoutError):
+            raise _Stalled(f"stalled: nothing received for {timeout:g} s after {len(body):,} bytes") from None
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
+            raise _Transient(f"connection dropped after {len(body):,} bytes ({_short(e)})") from None
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > MAX_TEXT_BYTES:
+            raise DownloadError(f"{url}: more than {MAX_TEXT_BYTES:,} bytes where a small text file was expected")
+        watch.check(len(body))

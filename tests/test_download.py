@@ -224,3 +224,12 @@ def test_destination_refuses_a_link_that_leads_outside(tmp_path):
     with pytest.raises(dl.UnsafeNameError, match=r"other\.pt\.part: resolves to /etc/passwd"):
         dl.destination(out, "other.pt", origin="--name")
     assert dl.destination(out, "new.pt", origin="--name") == out / "new.pt"
+
+
+def test_fetch_text_times_out_on_a_drip_too(server):
+    server.state.files["/SHA256SUMS"] = b"0" * 64 + b"  test-clean.tar.gz\n"
+    assert dl.fetch_text(server.url("/SHA256SUMS"), backoff=0).startswith("0000")
+    server.state.drip["/SHA256SUMS"] = 0.05
+    with pytest.raises(dl.DownloadError, match=r"SHA256SUMS: giving up after 0 retries: stalled: \d+ bytes in 0\.\d s"):
+        dl.fetch_text(server.url("/SHA256SUMS"), retries=0, backoff=0, timeout=0.3)
+    assert dl.fetch_text(server.url("/missing"), backoff=0) is None
