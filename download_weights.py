@@ -12,6 +12,7 @@ script ends by printing the inference command that uses what it fetched.
 """
 
 import argparse
+import math
 import sys
 import textwrap
 from pathlib import Path
@@ -98,14 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("nothing to download: name resources (see the list in --help) or pass --url")
     if args.sha256 and not args.url:
         parser.error("--sha256 checks the --url download; named resources carry their own checks")
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        parser.error(f"--timeout {args.timeout:g}: must be a positive, finite number of seconds")
     out = Path(args.out)
     big = [n for n in wanted if needs_kenlm(n, catalogue[n])]
     if big and not kenlm_installed():  # said before a download of up to 1.3 GB, not after
         print(f"note: {', '.join(big)} can only be decoded with KenLM (too many n-grams for the built-in ARPA "
               "reader): pip install kenlm before running inference.py with it", file=sys.stderr)  # fmt: skip
 
-    if not args.timeout > 0:
-        parser.error(f"--timeout {args.timeout:g}: must be a positive number of seconds")
     # Names are checked before anything is fetched: a URL's last segment is chosen by whoever serves it.
     checkpoint_path = None
     if args.url:

@@ -23,6 +23,7 @@ stays inside the folder it is meant for.
 import contextlib
 import errno
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -163,8 +164,8 @@ def download_file(
     arrive; a stall is retried like a dropped connection (resuming), and counts as a failure
     even when a few bytes came. Raises DownloadError (or a subclass) naming every URL tried.
     """
-    if not timeout > 0:
-        raise ValueError(f"timeout {timeout!r}: must be a positive number of seconds")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout {timeout!r}: must be a positive, finite number of seconds")
     dest = Path(dest)
     urls = [urls] if isinstance(urls, str) else list(urls)
     if not urls:
