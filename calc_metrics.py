@@ -14,6 +14,7 @@ from pathlib import Path
 
 from asr.config import MetricsConfig, from_args, parser_for
 from asr.data import DataReport, read_transcripts
+from asr.errors import ASRError, run_cli
 from asr.metrics import SOURCE_FILE, score, utterance_rates
 
 
@@ -39,16 +40,16 @@ def references_dir(config: MetricsConfig) -> Path:
 def main(argv: list[str] | None = None) -> int:
     config = from_args(MetricsConfig, parser_for(MetricsConfig, description=__doc__).parse_args(argv))
     report = DataReport()
-    try:
-        refs_dir = references_dir(config)
-        references = read_transcripts(refs_dir, report)
-        predictions = read_transcripts(config.predictions_dir, report)
-    except FileNotFoundError as e:
-        sys.exit(f"error: {e}")
+    refs_dir = references_dir(config)
+    references = read_transcripts(refs_dir, report)
+    predictions = read_transcripts(config.predictions_dir, report)
     if report.failed:
-        sys.exit("error: unreadable transcript files:\n" + "\n".join(f"  {p}" for p in report.failed))
+        for line in report.failed[1:]:
+            print(f"unreadable: {line}", file=sys.stderr)
+        more = f" (and {len(report.failed) - 1} more, listed above)" if len(report.failed) > 1 else ""
+        raise ASRError(f"{report.failed[0]}{more} — fix or remove the file")
     if not references:
-        sys.exit(f"error: no <UtteranceID>.txt references in {refs_dir}")
+        raise ASRError(f"{refs_dir}: no <UtteranceID>.txt references — pass --transcriptions_dir DIR")
 
     missing = sorted(set(references) - set(predictions))
     extra = sorted(set(predictions) - set(references))
@@ -101,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -36,6 +36,7 @@ from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
 from asr.decode import beam_options, decode_grid, word_timestamps
+from asr.errors import ASRError, run_cli
 from asr.infer import batch_log_probs, decode_labellings, eval_loader, load_model, uses_amp
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
@@ -125,7 +126,7 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
     """WER of every (alpha, beta) pair on the labelled utterances; prints the table and the best pair."""
     ids = sorted(i for i in log_probs if references.get(i) is not None)
     if not ids or lm is None:
-        sys.exit("--grid_alphas needs --lm and utterances with references")
+        raise ASRError("--grid_alphas needs --lm and utterances with references")
     alphas = [float(a) for a in config.grid_alphas.split(",")]
     betas = [float(b) for b in config.grid_betas.split(",")]
     options = beam_options(decode_config) | {"alpha": 0.0, "beta": 0.0, "merge_beams": decode_config.merge_beams}
@@ -176,18 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser_for(InferenceConfig, DecodeConfig, description=__doc__).parse_args(argv)
     config, decode_config = from_args(InferenceConfig, args), from_args(DecodeConfig, args)
     if sum(x is not None for x in (config.data_dir, config.dataset, config.logits)) != 1:
-        sys.exit(
+        raise ASRError(
             "give exactly one of --data_dir DIR (audio/ + optional transcriptions/), --dataset SPLIT, --logits DIR"
         )
     lm = None
     if decode_config.decoder == "beam_lm" or config.grid_alphas:
         if decode_config.lm is None:
-            sys.exit("--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)")
+            raise ASRError(
+                "--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)"
+            )
         tic = time.perf_counter()
         lm = load_lm(decode_config.lm, backend=decode_config.lm_backend)
         print(f"LM {decode_config.lm}: {type(lm).__name__}, loaded in {time.perf_counter() - tic:.1f} s")
     elif decode_config.lm is not None:
-        sys.exit("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
+        raise ASRError("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
 
     if config.checkpoint is None and not config.logits:
         config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so below
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if not log_probs:
         if report.summary():
             print(f"data report:\n{report.summary()}", file=sys.stderr)
-        sys.exit(f"error: no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
+        raise ASRError(f"no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
     ids = sorted(log_probs)
     labellings = dict(
         zip(ids, decode_labellings([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
@@ -241,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _main_without_gradients(argv: list[str] | None) -> int:
+    with torch.inference_mode():
+        return main(argv)
+
+
 if __name__ == "__main__":
-    try:
-        with torch.inference_mode():
-            sys.exit(main())
-    except (FileNotFoundError, ValueError, ImportError) as e:  # bad input or a missing package: what to do
-        sys.exit(f"error: {e}")
+    sys.exit(run_cli(_main_without_gradients))
