@@ -1,8 +1,8 @@
 """Atomic file writes: readers see the old file or the new one, never half of one.
 
-`atomic_write(path, write)` calls `write(f)` on a binary file opened under a unique temporary name in the same
-folder (`.<name>.<random>.tmp`), flushes it to disk (fsync), and renames it over `path` (`os.replace`, atomic
-on POSIX and Windows). On any failure the temporary file is removed and `path` is left as it was. A disk that
+`atomic_write(path, write)` calls `write(f)` on a write-only binary file (`write`, `flush`, `fileno`) opened
+under a unique temporary name in the same folder (`.<name>.<random>.tmp`), flushes it to disk (fsync), and
+renames it over `path` (`os.replace`, atomic on POSIX and Windows). On any failure the temporary file is removed and `path` is left as it was. A disk that
 fills up, a file-size limit or a read-only folder is reported as one `WriteError` naming `path`; it is both an
 `ASRError` (scripts print it as one line) and an `OSError` (callers that fall back to another place on an OS
 error still can). A unique temporary name per call lets several processes (DDP ranks) write one file
@@ -14,7 +14,6 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from asr.errors import ASRError
 
@@ -42,7 +41,7 @@ def write_error(path: str | Path, e: OSError) -> WriteError:
     return error
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], mode: int = 0o644) -> Path:
+def atomic_write(path: str | Path, write: Callable[["_Sink"], object], mode: int = 0o644) -> Path:
     """Write `path` atomically with `write(binary_file)`; creates the parent folder. Raises WriteError (naming
     `path`) when the OS refuses; any other exception from `write` propagates. The temporary file never stays."""
     path = Path(path)
@@ -51,15 +50,19 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], mode: int 
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise write_error(path, e) from e
+    sink = _Sink(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # mkstemp makes it private (0600)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
+        try:
+            os.fchmod(fd, mode)  # mkstemp makes it private (0600)
+            write(sink)
+            os.fsync(fd)  # the data is on disk before the rename makes it visible
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if sink.error is not None:  # the OS refused a write; `write` (torch.save) may have reported it otherwise
+            raise write_error(path, sink.error) from e
         if isinstance(e, OSError) and not isinstance(e, WriteError):
             raise write_error(path, e) from e
         raise
@@ -75,6 +78,33 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """`atomic_write` of a str, as UTF-8."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class _Sink:
+    """A write-only binary file that writes every byte or raises. The OS may accept part of a write when the disk
+    fills or a size limit is reached; a buffered file or torch.save would then fail later with a vaguer error
+    ("unexpected pos"), so the rest is written again and the OS's own error (ENOSPC, EFBIG) surfaces."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.error: OSError | None = None  # the first write the OS refused
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
+        except OSError as e:
+            self.error = self.error or e
+            raise
+        return done
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self._fd
 
 
 def _sync_folder(folder: Path) -> None:
