@@ -2,11 +2,11 @@
 
 `atomic_write(path, write)` calls `write(f)` on a write-only binary file (`write`, `flush`, `fileno`) opened
 under a unique temporary name in the same folder (`.<name>.<random>.tmp`), flushes it to disk (fsync), and
-renames it over `path` (`os.replace`, atomic on POSIX and Windows). On any failure the temporary file is removed and `path` is left as it was. A disk that
-fills up, a file-size limit or a read-only folder is reported as one `WriteError` naming `path`; it is both an
-`ASRError` (scripts print it as one line) and an `OSError` (callers that fall back to another place on an OS
-error still can). A unique temporary name per call lets several processes (DDP ranks) write one file
-concurrently: each rename wins in turn.
+renames it over `path` (`os.replace`, atomic on POSIX and Windows). On any failure the temporary file is
+removed and `path` is left as it was. A disk that fills up, a file-size limit or a read-only folder is reported
+as one `WriteError` naming `path`; it is both an `ASRError` (scripts print it as one line) and an `OSError`
+(callers that fall back to another place on an OS error still can). A unique temporary name per call lets
+several processes (DDP ranks) write one file concurrently: each rename wins in turn.
 """
 
 import errno
