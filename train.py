@@ -69,6 +69,7 @@ from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
+from asr.runs import resume_folder, with_data_fingerprint
 from asr.text import CharTokenizer, Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     # Unusable files and filtered utterances are counted and printed, never dropped silently; bad data
     # stops the run here, before its folder exists (a BPE run may have cached its tokenizer there already).
     sets = read_data(config)
+    settings = replace(settings, train=with_data_fingerprint(config, [u.id for u in sets.train]))
+    config = settings.train
     model, tokenizer = build_model(settings, resumed, sets.train, run_dir)
     model = model.to(device)
     origin = f"from {config.init_from}" if config.init_from else config.model
@@ -165,7 +168,7 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
     state = load_checkpoint(train["resume"])
     if "train_config" not in state:
         raise ValueError(f"{train['resume']} holds no training state (it is an inference-only checkpoint)")
-    saved = replace(TrainConfig(**state["train_config"]), max_steps=None, max_minutes=None)
+    saved = replace(TrainConfig(**state["train_config"]), max_steps=None, max_minutes=None, allow_data_change=False)
     model = ModelConfig(**state["model_config"])
     fixed = [(f"--{k}", v, getattr(saved, k)) for k, v in train.items() if k in FIXED_ON_RESUME]
     fixed += [(f"--{k}", v, getattr(model, k)) for k, v in arch.items()]
@@ -175,7 +178,8 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
             f"a resumed run keeps its data, batches, seed and architecture: {', '.join(changed)}. "
             "Start a new run with --run_name NAME to change them"
         )
-    config = replace(saved, **train)
+    runs_dir, run_name = resume_folder(train["resume"], train)  # never where the file's saved config points
+    config = replace(saved, **train, runs_dir=runs_dir, run_name=run_name)
     base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
     return Settings(size_for_machine(config), model, replace(base, **aug)), state
 

@@ -2,18 +2,23 @@
 the one-line message and that nothing outside the intended folder changed (docs/reliability.md)."""
 
 import errno
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import tone, write_custom_dir
 
 import asr.atomic
+import train
 from asr.atomic import WriteError, atomic_write_text
 from asr.checkpoint import CheckpointError, load_checkpoint, model_state, rng_states, save_checkpoint
 from asr.config import MODEL_PRESETS
+from asr.errors import ASRError
 from asr.model import DeepSpeech2
 from asr.text import CharTokenizer
 
@@ -126,3 +131,70 @@ def test_atomic_write_replaces_whole_files_and_cleans_up_after_any_failure(tmp_p
     with pytest.raises(KeyError):
         asr.atomic.atomic_write(tmp_path / "a.txt", broken)
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"] and (tmp_path / "a.txt").read_text() == "two"
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def _train(data, runs, *extra):
+    args = ["--dataset", str(data), "--runs_dir", str(runs), "--model", "tiny", "--no-tensorboard", "--augment",
+            "none", "--epochs", "2", "--max_steps", "1", *extra]  # fmt: skip
+    return train.main(args)
+
+
+def test_resume_of_a_checkpoint_naming_another_run_writes_only_into_its_own_folder(tmp_path, tiny_set):
+    runs = tmp_path / "runs"
+    victim = _train(tiny_set, runs, "--run_name", "victim")["run_dir"]
+    attacker = _train(tiny_set, runs, "--run_name", "attacker")["run_dir"]
+    state = torch.load(attacker / "last.pt", weights_only=True)
+    state["train_config"] |= {"runs_dir": str(runs), "run_name": "victim"}  # points at the other run
+    torch.save(state, attacker / "last.pt")
+    before = _snapshot(victim)
+    result = train.main(["--resume", str(attacker / "last.pt")])
+    assert result["run_dir"] == attacker and result["step"] == 2
+    assert _snapshot(victim) == before  # byte-identical: last.pt, best.pt, config.json
+    assert torch.load(attacker / "last.pt", weights_only=True)["training"]["step"] == 2
+
+
+def test_resuming_a_copied_run_folder_writes_into_the_copy(tmp_path, tiny_set):
+    original = _train(tiny_set, tmp_path / "runs", "--run_name", "r")["run_dir"]
+    copy = tmp_path / "elsewhere" / "r-copy"
+    shutil.copytree(original, copy)
+    before = _snapshot(original)
+    assert train.main(["--resume", str(copy / "last.pt")])["run_dir"] == copy
+    assert _snapshot(original) == before
+    assert torch.load(copy / "last.pt", weights_only=True)["training"]["step"] == 2
+    assert json.loads((copy / "config.json").read_text())["run_name"] == "r-copy"
+
+
+def test_resume_refuses_a_checkpoint_outside_a_run_folder_and_a_run_name(tmp_path, tiny_set):
+    original = _train(tiny_set, tmp_path / "runs", "--run_name", "r")["run_dir"]
+    loose = tmp_path / "downloads" / "last.pt"
+    loose.parent.mkdir()
+    shutil.copy(original / "last.pt", loose)
+    before, before_loose = _snapshot(original), _snapshot(loose.parent)
+    with pytest.raises(ASRError, match=r"downloads/last.pt: not in a run folder \(no config.json beside it\)"):
+        train.main(["--resume", str(loose)])
+    with pytest.raises(ASRError, match=r"--run_name other: a resumed run writes into its checkpoint's folder"):
+        train.main(["--resume", str(original / "last.pt"), "--run_name", "other"])
+    assert _snapshot(original) == before and _snapshot(loose.parent) == before_loose
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r"]
+
+
+def _tones(root: Path, count: int) -> Path:
+    return write_custom_dir(root, {f"u{i:02d}": (tone(0.4, freq=200 + 20 * i), 16000, "a b") for i in range(count)})
+
+
+def test_resume_after_the_data_changed_is_refused_naming_both_counts(tmp_path):
+    data = _tones(tmp_path / "data", 40)
+    run = _train(data, tmp_path / "runs", "--run_name", "r")["run_dir"]
+    assert json.loads((run / "config.json").read_text())["data_utterances"] == 40
+    for i in range(30, 40):
+        (data / "audio" / f"u{i}.flac").unlink()
+        (data / "transcriptions" / f"u{i}.txt").unlink()
+    before = _snapshot(run)
+    with pytest.raises(ASRError, match=r"training data changed since .*last.pt was saved: 30 utterances now, 40 then"):
+        train.main(["--resume", str(run / "last.pt")])
+    assert _snapshot(run) == before
+    assert train.main(["--resume", str(run / "last.pt"), "--allow_data_change"])["step"] == 2
+    assert json.loads((run / "config.json").read_text())["data_utterances"] == 30
