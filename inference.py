@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from asr.atomic import atomic_write_text
 from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
@@ -42,6 +43,7 @@ from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
 from asr.model import frame_rate
+from asr.predictions import clear_previous, write_text
 from asr.text import Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can be decoded without the checkpoint
@@ -146,19 +148,31 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
 
 
 def write_predictions(
-    folder: Path, labellings: dict, log_probs: dict, tokenizer: Tokenizer, decode_config: DecodeConfig, rate: float
-) -> None:
+    folder: Path,
+    labellings: dict,
+    log_probs: dict,
+    tokenizer: Tokenizer,
+    decode_config: DecodeConfig,
+    rate: float,
+    failed: list[str],
+) -> list[str]:
     """DIR/<id>.txt (one line of text) for every {id: (text, labelling)}; with --timestamps also DIR/<id>.json:
     the text and each word with its start and end in seconds (`asr.decode.word_timestamps`: where the words are
-    in the most probable alignment of the decoder's own labelling; `rate` output frames per second)."""
+    in the most probable alignment of the decoder's own labelling; `rate` output frames per second).
+    Returns the ids whose files were all written; the others are listed in `failed`."""
+    written = []
     for utt_id, (text, tokens) in labellings.items():
-        (folder / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
-        if decode_config.timestamps:
+        ok = write_text(folder / f"{utt_id}.txt", text + "\n", failed)
+        if ok and decode_config.timestamps:
             words = word_timestamps(log_probs[utt_id], tokens, tokenizer, rate)
             record = {"text": text, "words": [{"word": w.word, "start": w.start, "end": w.end} for w in words]}
-            (folder / f"{utt_id}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            ok = write_text(folder / f"{utt_id}.json", json.dumps(record, indent=2) + "\n", failed)
+            if not ok:
+                (folder / f"{utt_id}.txt").unlink()  # all of an utterance's files or none
+        written += [utt_id] if ok else []
     timed = " with word timestamps (<id>.json)" if decode_config.timestamps else ""
-    print(f"wrote {len(labellings)} transcripts{timed} to {folder}/ ({decode_config.decoder})")
+    print(f"wrote {len(written)} transcripts{timed} to {folder}/ ({decode_config.decoder})")
+    return written
 
 
 def source_record(config: InferenceConfig, decode_config: DecodeConfig) -> dict:
@@ -218,8 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         zip(ids, decode_labellings([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
     )
     predictions = {utt_id: text for utt_id, (text, _) in labellings.items()}
-    write_predictions(out, labellings, log_probs, tokenizer, decode_config, rate)
-    (out / SOURCE_FILE).write_text(json.dumps(source_record(config, decode_config), indent=2) + "\n")
+    stale = clear_previous(out)  # the previous run's files: none of them may be scored with this run's
+    if stale:
+        print(f"removed {stale} prediction files of the previous run in {out}/")
+    written = write_predictions(out, labellings, log_probs, tokenizer, decode_config, rate, report.failed)
+    record = source_record(config, decode_config) | {"written": written}
+    atomic_write_text(out / SOURCE_FILE, json.dumps(record, indent=2) + "\n")
+    others = sorted(p.name for p in set(out.glob("*.txt")) - {out / f"{i}.txt" for i in written})
+    if others:
+        print(f"note: {len(others)} <id>.txt files in {out}/ were not written by this run ({', '.join(others[:3])}"
+              f"{' ...' if len(others) > 3 else ''}); calc_metrics.py ignores them")  # fmt: skip
 
     # Score every utterance that has a reference; one that failed to load counts as an empty prediction,
     # so failures cannot flatter the WER.
@@ -235,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             "scored_as_empty_because_unreadable": sum(i not in predictions for i, t in references.items() if t),
             "failed": report.failed,
         }
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if report.summary():
         print(f"data report:\n{report.summary()}")
     if report.failed:
