@@ -14,10 +14,13 @@ import torch
 from conftest import tone, write_custom_dir
 
 import asr.atomic
+import calc_metrics
+import inference
 import train
 from asr.atomic import WriteError, atomic_write_text
 from asr.checkpoint import CheckpointError, load_checkpoint, model_state, rng_states, save_checkpoint
 from asr.config import MODEL_PRESETS
+from asr.data import DataReport, load_dataset
 from asr.errors import ASRError
 from asr.model import DeepSpeech2
 from asr.text import CharTokenizer
@@ -198,3 +201,153 @@ def test_resume_after_the_data_changed_is_refused_naming_both_counts(tmp_path):
     assert _snapshot(run) == before
     assert train.main(["--resume", str(run / "last.pt"), "--allow_data_change"])["step"] == 2
     assert json.loads((run / "config.json").read_text())["data_utterances"] == 30
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+NOTHING = "normalises to nothing"
+
+
+def test_transcripts_that_normalise_to_nothing_are_reported_by_file_and_never_trained_on(tmp_path):
+    texts = {"cyrillic": "привет мир", "chinese": "你好世界", "emoji": "😀🎉", "punct": "?!... —", "empty": ""}
+    data = write_custom_dir(tmp_path / "data", {k: (tone(0.4), 16000, t) for k, t in texts.items()})
+    report = DataReport()
+    utts = load_dataset(str(data), tmp_path, report)
+    assert [u.text for u in utts] == [None] * 5  # audio kept (it can still be transcribed), never a target
+    lines = sorted(report.warnings)
+    why = "(no letter a-z, digit or apostrophe: e.g. Cyrillic, Chinese, emoji, punctuation)"
+    assert (
+        lines[0]
+        == f"{data}/transcriptions/chinese.txt: transcript {NOTHING} {why}: '你好世界'; audio kept without transcript"
+    )
+    assert lines[3] == f"{data}/transcriptions/empty.txt: transcript is empty; audio kept without transcript"
+    assert all(f"{name}.txt: transcript" in " ".join(lines) for name in texts)
+    with pytest.raises(ASRError, match=r"data: no usable training utterances \(5 read, 5 no transcript\)"):
+        train.main(["--dataset", str(data), "--runs_dir", str(tmp_path / "runs"), "--model", "tiny",
+                    "--no-tensorboard"])  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_transcript_link_out_of_the_dataset_is_never_read(tmp_path, capsys):
+    secret = tmp_path / "secret.txt"  # stands for /etc/passwd
+    secret.write_text("the secret words\n")
+    data = write_custom_dir(tmp_path / "data", {"x": (tone(0.4), 16000, None), "y": (tone(0.4), 16000, "a b")})
+    (data / "transcriptions" / "x.txt").symlink_to(secret)
+    report = DataReport()
+    assert [(u.id, u.text) for u in load_dataset(str(data), tmp_path, report)] == [("x", None), ("y", "a b")]
+    assert report.warnings == [
+        f"{data}/transcriptions/x.txt: a link to {secret}, outside the dataset folder {data}; refused (copy the "
+        "file into the folder); not read"
+    ]
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    (preds / "x.txt").write_text("the secret words\n")
+    (preds / "y.txt").write_text("a b\n")
+    with pytest.raises(ASRError, match=r"transcriptions/x.txt: a link to .*secret.txt, outside the dataset folder"):
+        calc_metrics.main(["--transcriptions_dir", str(data / "transcriptions"), "--predictions_dir", str(preds)])
+    assert "secret words" not in capsys.readouterr().out
+
+
+def test_links_loops_fifos_and_folders_in_audio_are_reported_as_what_they_are(tmp_path):
+    data = write_custom_dir(tmp_path / "data", {"good": (tone(0.4), 16000, "a b")}, fmt="wav")
+    write_custom_dir(tmp_path / "elsewhere", {"real": (tone(0.4), 16000, "a b")}, fmt="wav")
+    audio = data / "audio"
+    (audio / "loop.wav").symlink_to("loop.wav")
+    (audio / "dangling.wav").symlink_to("missing.wav")
+    (audio / "outside.wav").symlink_to(tmp_path / "elsewhere" / "audio" / "real.wav")
+    (audio / "inside.wav").symlink_to("good.wav")  # a link within the folder is fine
+    os.mkfifo(audio / "fifo.wav")
+    (audio / "folder.wav").mkdir()
+    report = DataReport()
+    assert [u.id for u in load_dataset(str(data), tmp_path, report)] == ["good", "inside"]
+    assert report.failed == [
+        f"{audio}/dangling.wav: a dangling link to missing.wav (no such file), ignored",
+        f"{audio}/fifo.wav: a named pipe (FIFO), not a file; ignored",
+        f"{audio}/folder.wav: a folder, not a file; ignored",
+        f"{audio}/loop.wav: a symbolic link loop (-> loop.wav), ignored",
+        f"{audio}/outside.wav: a link to {tmp_path}/elsewhere/audio/real.wav, outside the dataset folder {data}; "
+        "refused (copy the file into the folder)",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- predictions
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from conftest import LIBRISPEECH_FIXTURES, SHORTEST
+
+    if not LIBRISPEECH_FIXTURES.is_dir():
+        pytest.skip("../shared/data/speech not found")
+    data = tmp_path_factory.mktemp("ckpt-data")
+    for sub in ("audio", "transcriptions"):
+        (data / sub).mkdir()
+    for utt in SHORTEST[:2]:
+        shutil.copy(next((LIBRISPEECH_FIXTURES / "audio").glob(f"{utt}.*")), data / "audio")
+        shutil.copy(LIBRISPEECH_FIXTURES / "transcriptions" / f"{utt}.txt", data / "transcriptions")
+    return _train(data, tmp_path_factory.mktemp("runs"), "--epochs", "1")["run_dir"] / "last.pt"
+
+
+def _labelled(root: Path, ids: list[str]) -> Path:
+    items = {i: (tone(0.5, freq=300 + 50 * n), 16000, "a b") for n, i in enumerate(ids)}
+    return write_custom_dir(root, items, fmt="wav")
+
+
+def test_a_rerun_into_the_same_out_leaves_no_stale_prediction_to_score(tmp_path, checkpoint, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    data = _labelled(tmp_path / "data", ["a", "b", "c"])
+    assert inference.main(["--data_dir", str(data), "--checkpoint", str(checkpoint), "--out", "preds"]) == 0
+    (tmp_path / "preds" / "mine.txt").write_text("a note of the user's\n")
+    (data / "audio" / "b.wav").write_bytes(b"not audio any more")  # b fails in the second run
+    assert inference.main(["--data_dir", str(data), "--checkpoint", str(checkpoint), "--out", "preds"]) == 1
+    assert sorted(p.name for p in (tmp_path / "preds").glob("*.txt")) == ["a.txt", "c.txt", "mine.txt"]
+    assert json.loads((tmp_path / "preds" / "inference.json").read_text())["written"] == ["a", "c"]
+    capsys.readouterr()
+    assert calc_metrics.main([]) == 1  # b's old prediction is gone, so b is missing, not scored
+    assert "1 reference(s) have no prediction in preds: b" in capsys.readouterr().err
+    assert calc_metrics.main(["--allow_missing"]) == 0
+    out = capsys.readouterr()
+    assert "matched 2 of 3 references" in out.out and "ignored 1 <id>.txt files in preds/" in out.err
+
+
+def test_an_id_too_long_for_the_file_system_is_reported_and_the_record_still_written(tmp_path, checkpoint, capsys):
+    long_id = "x" * 251  # <id>.wav and <id>.txt fit in 255 bytes, <id>.json does not
+    data = _labelled(tmp_path / "data", ["a", long_id])
+    out = tmp_path / "preds"
+    args = ["--data_dir", str(data), "--checkpoint", str(checkpoint), "--out", str(out), "--timestamps"]
+    assert inference.main(args) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.txt", "inference.json", "metrics.json"]
+    assert json.loads((out / "inference.json").read_text())["written"] == ["a"]
+    assert f"{out}/{long_id}.json: cannot write (the name is too long for this file system (256 characters))" in (
+        capsys.readouterr().out
+    )
+
+
+def test_a_full_disk_while_writing_predictions_is_one_message(tmp_path, checkpoint, monkeypatch):
+    data = _labelled(tmp_path / "data", ["a", "b"])
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.parent.name == "preds":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(WriteError, match=r"preds/a.txt: cannot write \(No space left on device\) — the disk is full"):
+        inference.main(["--data_dir", str(data), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "preds")])
+    assert list((tmp_path / "preds").iterdir()) == []
+
+
+def test_a_corrupt_inference_json_is_one_line_from_calc_metrics(tmp_path):
+    (tmp_path / "preds").mkdir()
+    (tmp_path / "preds" / "inference.json").write_text('{"references": "x", "writ')
+    run = subprocess.run([sys.executable, str(ROOT / "calc_metrics.py")], cwd=tmp_path, capture_output=True,
+                         text=True, env=os.environ | {"ASR_DEBUG": "0"})  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines() == [
+        "error: preds/inference.json: not a valid record (Unterminated string starting at: line 1 column 21 (char "
+        "20)) — rerun inference.py, or remove it and pass --transcriptions_dir DIR"
+    ]
+    debug = subprocess.run([sys.executable, str(ROOT / "calc_metrics.py"), "--debug"], cwd=tmp_path,
+                           capture_output=True, text=True)  # fmt: skip
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
