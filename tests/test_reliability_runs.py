@@ -351,3 +351,17 @@ def test_a_corrupt_inference_json_is_one_line_from_calc_metrics(tmp_path):
     debug = subprocess.run([sys.executable, str(ROOT / "calc_metrics.py"), "--debug"], cwd=tmp_path,
                            capture_output=True, text=True)  # fmt: skip
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_librispeech_files_linking_out_of_the_split_are_refused(tmp_path):
+    chapter = tmp_path / "LibriSpeech" / "dev-clean" / "1" / "2"
+    chapter.mkdir(parents=True)
+    import soundfile as sf
+
+    sf.write(chapter / "1-2-0000.flac", tone(0.4), 16000)
+    (tmp_path / "outside.flac").write_bytes((chapter / "1-2-0000.flac").read_bytes())
+    (chapter / "1-2-0001.flac").symlink_to(tmp_path / "outside.flac")
+    (chapter / "1-2.trans.txt").write_text("1-2-0000 A B\n1-2-0001 C D\n")
+    report = DataReport()
+    assert [u.id for u in load_dataset("dev-clean", tmp_path, report)] == ["1-2-0000"]
+    assert report.failed[0].startswith(f"{chapter}/1-2-0001.flac: a link to {tmp_path}/outside.flac, outside")
