@@ -365,3 +365,11 @@ def test_librispeech_files_linking_out_of_the_split_are_refused(tmp_path):
     report = DataReport()
     assert [u.id for u in load_dataset("dev-clean", tmp_path, report)] == ["1-2-0000"]
     assert report.failed[0].startswith(f"{chapter}/1-2-0001.flac: a link to {tmp_path}/outside.flac, outside")
+
+
+def test_train_py_reports_bad_input_in_one_line_and_a_traceback_only_with_debug(tmp_path):
+    command = [sys.executable, str(ROOT / "train.py"), "--max_steps", "0", "--runs_dir", str(tmp_path / "runs")]
+    run = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"ASR_DEBUG": "0"})
+    assert (run.returncode, run.stderr) == (2, "error: --max_steps must be at least 1, got 0\n")
+    debug = subprocess.run([*command, "--debug"], capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and not (tmp_path / "runs").exists()
