@@ -147,7 +147,8 @@ def _check_contents(path: Path, state: dict) -> None:
 
 
 def _check_fields(path: Path, name: str, values: dict, cls: type) -> None:
-    """`values` could build `cls`: no unknown key, every value of its field's type and among its choices."""
+    """`values` could build `cls`: no unknown key, every value of its field's type (and, for the model, among its
+    choices: the architecture is built from them)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in values.items():
         if key not in fields:
@@ -158,7 +159,7 @@ def _check_fields(path: Path, name: str, values: dict, cls: type) -> None:
                 f"{path}: {name}.{key} is {value!r} ({type(value).__name__}), expected {_type_name(field.type)}"
                 f" — {_FIX}"
             )
-        choices = field.metadata.get("choices")
+        choices = field.metadata.get("choices") if cls is ModelConfig else None  # others may be renamed later
         if choices is not None and value not in choices:
             raise CheckpointError(
                 f"{path}: {name}.{key} is {value!r}, not one of {', '.join(map(str, choices))} — {_FIX}"
