@@ -170,10 +170,11 @@ def librispeech_utterances(
                     continue
                 # a str for the stat (a Path would build its string just for that), the Path for the record
                 duration = _usable_duration(f"{chapter.folder}/{name}", f"{chapter.key}/{name}", manifest, report)
-                if duration is not None and not normalize(text):
+                text = normalize(text) if duration is not None else None
+                if text:
+                    utterances.append(Utterance(utt_id, chapter.folder / name, text, duration))
+                elif text is not None:
                     report.warnings.append(f"{trans}:{line_no}: the transcript of {utt_id} {_NOTHING}; audio ignored")
-                elif duration is not None:
-                    utterances.append(Utterance(utt_id, chapter.folder / name, normalize(text), duration))
     _report_unlisted(chapters, listed, report)
     manifest.save()
     if not utterances:

@@ -373,3 +373,19 @@ def test_train_py_reports_bad_input_in_one_line_and_a_traceback_only_with_debug(
     assert (run.returncode, run.stderr) == (2, "error: --max_steps must be at least 1, got 0\n")
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_librispeech_line_that_normalises_to_nothing_is_reported_with_its_line(tmp_path):
+    import soundfile as sf
+
+    chapter = tmp_path / "LibriSpeech" / "dev-clean" / "1" / "2"
+    chapter.mkdir(parents=True)
+    for i in range(2):
+        sf.write(chapter / f"1-2-000{i}.flac", tone(0.4), 16000)
+    (chapter / "1-2.trans.txt").write_text("1-2-0000 A B\n1-2-0001 ПРИВЕТ\n")
+    report = DataReport()
+    assert [u.id for u in load_dataset("dev-clean", tmp_path, report)] == ["1-2-0000"]
+    assert report.warnings == [
+        f"{chapter}/1-2.trans.txt:2: the transcript of 1-2-0001 {NOTHING} (no letter a-z, "
+        "digit or apostrophe: e.g. Cyrillic, Chinese, emoji, punctuation); audio ignored"
+    ]
