@@ -14,20 +14,21 @@ from pathlib import Path
 
 from asr.config import MetricsConfig, from_args, parser_for
 from asr.data import DataReport, read_transcripts
+from asr.errors import ASRError, run_cli
 from asr.metrics import SOURCE_FILE, score, utterance_rates
+from asr.predictions import read_record
 
 
 def references_dir(config: MetricsConfig) -> Path:
     """--transcriptions_dir, else the references inference.py recorded beside the predictions."""
     if config.transcriptions_dir is not None:
         return Path(config.transcriptions_dir)
-    record = Path(config.predictions_dir) / SOURCE_FILE
-    if not record.is_file():
+    source = read_record(config.predictions_dir)
+    if source is None:
         raise FileNotFoundError(
-            f"{record} not found, so the references are unknown: pass --transcriptions_dir DIR "
-            f"(or write {config.predictions_dir}/ with inference.py)"
+            f"{Path(config.predictions_dir) / SOURCE_FILE} not found, so the references are unknown: pass "
+            f"--transcriptions_dir DIR (or write {config.predictions_dir}/ with inference.py)"
         )
-    source = json.loads(record.read_text())
     if source.get("references") is None:
         raise FileNotFoundError(
             f"{config.predictions_dir}/ was transcribed from {source.get('data')}, which has no transcriptions "
@@ -39,16 +40,26 @@ def references_dir(config: MetricsConfig) -> Path:
 def main(argv: list[str] | None = None) -> int:
     config = from_args(MetricsConfig, parser_for(MetricsConfig, description=__doc__).parse_args(argv))
     report = DataReport()
-    try:
-        refs_dir = references_dir(config)
-        references = read_transcripts(refs_dir, report)
-        predictions = read_transcripts(config.predictions_dir, report)
-    except FileNotFoundError as e:
-        sys.exit(f"error: {e}")
+    refs_dir = references_dir(config)
+    references = read_transcripts(refs_dir, report, references=True)
+    predictions = read_transcripts(config.predictions_dir, report)
+    record = read_record(config.predictions_dir)
+    if record is not None and record.get("written") is not None:  # only what that inference.py run wrote
+        ignored = sorted(set(predictions) - set(record["written"]))
+        predictions = {i: t for i, t in predictions.items() if i in set(record["written"])}
+        if ignored:
+            print(f"ignored {len(ignored)} <id>.txt files in {config.predictions_dir}/ that its {SOURCE_FILE} does "
+                  f"not list (not written by that run): {', '.join(ignored[:5])}{' ...' if len(ignored) > 5 else ''}",
+                  file=sys.stderr)  # fmt: skip
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if report.failed:
-        sys.exit("error: unreadable transcript files:\n" + "\n".join(f"  {p}" for p in report.failed))
+        for line in report.failed[1:]:
+            print(f"unreadable: {line}", file=sys.stderr)
+        more = f" (and {len(report.failed) - 1} more, listed above)" if len(report.failed) > 1 else ""
+        raise ASRError(f"{report.failed[0]}{more} — fix or remove the file")
     if not references:
-        sys.exit(f"error: no <UtteranceID>.txt references in {refs_dir}")
+        raise ASRError(f"{refs_dir}: no <UtteranceID>.txt references — pass --transcriptions_dir DIR")
 
     missing = sorted(set(references) - set(predictions))
     extra = sorted(set(predictions) - set(references))
@@ -101,4 +112,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

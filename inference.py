@@ -32,15 +32,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from asr.atomic import atomic_write_text
 from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
 from asr.decode import beam_options, decode_grid, word_timestamps
+from asr.errors import ASRError, run_cli
 from asr.infer import batch_log_probs, decode_labellings, eval_loader, load_model, uses_amp
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
 from asr.model import frame_rate
+from asr.predictions import clear_previous, write_text
 from asr.text import Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can be decoded without the checkpoint
@@ -125,7 +128,7 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
     """WER of every (alpha, beta) pair on the labelled utterances; prints the table and the best pair."""
     ids = sorted(i for i in log_probs if references.get(i) is not None)
     if not ids or lm is None:
-        sys.exit("--grid_alphas needs --lm and utterances with references")
+        raise ASRError("--grid_alphas needs --lm and utterances with references")
     alphas = [float(a) for a in config.grid_alphas.split(",")]
     betas = [float(b) for b in config.grid_betas.split(",")]
     options = beam_options(decode_config) | {"alpha": 0.0, "beta": 0.0, "merge_beams": decode_config.merge_beams}
@@ -145,19 +148,31 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
 
 
 def write_predictions(
-    folder: Path, labellings: dict, log_probs: dict, tokenizer: Tokenizer, decode_config: DecodeConfig, rate: float
-) -> None:
+    folder: Path,
+    labellings: dict,
+    log_probs: dict,
+    tokenizer: Tokenizer,
+    decode_config: DecodeConfig,
+    rate: float,
+    failed: list[str],
+) -> list[str]:
     """DIR/<id>.txt (one line of text) for every {id: (text, labelling)}; with --timestamps also DIR/<id>.json:
     the text and each word with its start and end in seconds (`asr.decode.word_timestamps`: where the words are
-    in the most probable alignment of the decoder's own labelling; `rate` output frames per second)."""
+    in the most probable alignment of the decoder's own labelling; `rate` output frames per second).
+    Returns the ids whose files were all written; the others are listed in `failed`."""
+    written = []
     for utt_id, (text, tokens) in labellings.items():
-        (folder / f"{utt_id}.txt").write_text(text + "\n", encoding="utf-8")
-        if decode_config.timestamps:
+        ok = write_text(folder / f"{utt_id}.txt", text + "\n", failed)
+        if ok and decode_config.timestamps:
             words = word_timestamps(log_probs[utt_id], tokens, tokenizer, rate)
             record = {"text": text, "words": [{"word": w.word, "start": w.start, "end": w.end} for w in words]}
-            (folder / f"{utt_id}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            ok = write_text(folder / f"{utt_id}.json", json.dumps(record, indent=2) + "\n", failed)
+            if not ok:
+                (folder / f"{utt_id}.txt").unlink()  # all of an utterance's files or none
+        written += [utt_id] if ok else []
     timed = " with word timestamps (<id>.json)" if decode_config.timestamps else ""
-    print(f"wrote {len(labellings)} transcripts{timed} to {folder}/ ({decode_config.decoder})")
+    print(f"wrote {len(written)} transcripts{timed} to {folder}/ ({decode_config.decoder})")
+    return written
 
 
 def source_record(config: InferenceConfig, decode_config: DecodeConfig) -> dict:
@@ -176,18 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser_for(InferenceConfig, DecodeConfig, description=__doc__).parse_args(argv)
     config, decode_config = from_args(InferenceConfig, args), from_args(DecodeConfig, args)
     if sum(x is not None for x in (config.data_dir, config.dataset, config.logits)) != 1:
-        sys.exit(
+        raise ASRError(
             "give exactly one of --data_dir DIR (audio/ + optional transcriptions/), --dataset SPLIT, --logits DIR"
         )
     lm = None
     if decode_config.decoder == "beam_lm" or config.grid_alphas:
         if decode_config.lm is None:
-            sys.exit("--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)")
+            raise ASRError(
+                "--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)"
+            )
         tic = time.perf_counter()
         lm = load_lm(decode_config.lm, backend=decode_config.lm_backend)
         print(f"LM {decode_config.lm}: {type(lm).__name__}, loaded in {time.perf_counter() - tic:.1f} s")
     elif decode_config.lm is not None:
-        sys.exit("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
+        raise ASRError("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
 
     if config.checkpoint is None and not config.logits:
         config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so below
@@ -209,14 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     if not log_probs:
         if report.summary():
             print(f"data report:\n{report.summary()}", file=sys.stderr)
-        sys.exit(f"error: no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
+        raise ASRError(f"no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
     ids = sorted(log_probs)
     labellings = dict(
         zip(ids, decode_labellings([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
     )
     predictions = {utt_id: text for utt_id, (text, _) in labellings.items()}
-    write_predictions(out, labellings, log_probs, tokenizer, decode_config, rate)
-    (out / SOURCE_FILE).write_text(json.dumps(source_record(config, decode_config), indent=2) + "\n")
+    stale = clear_previous(out)  # the previous run's files: none of them may be scored with this run's
+    if stale:
+        print(f"removed {stale} prediction files of the previous run in {out}/")
+    written = write_predictions(out, labellings, log_probs, tokenizer, decode_config, rate, report.failed)
+    record = source_record(config, decode_config) | {"written": written}
+    atomic_write_text(out / SOURCE_FILE, json.dumps(record, indent=2) + "\n")
+    others = sorted(p.name for p in set(out.glob("*.txt")) - {out / f"{i}.txt" for i in written})
+    if others:
+        print(f"note: {len(others)} <id>.txt files in {out}/ were not written by this run ({', '.join(others[:3])}"
+              f"{' ...' if len(others) > 3 else ''}); calc_metrics.py ignores them")  # fmt: skip
 
     # Score every utterance that has a reference; one that failed to load counts as an empty prediction,
     # so failures cannot flatter the WER.
@@ -232,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             "scored_as_empty_because_unreadable": sum(i not in predictions for i, t in references.items() if t),
             "failed": report.failed,
         }
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if report.summary():
         print(f"data report:\n{report.summary()}")
     if report.failed:
@@ -241,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _main_without_gradients(argv: list[str] | None) -> int:
+    with torch.inference_mode():
+        return main(argv)
+
+
 if __name__ == "__main__":
-    try:
-        with torch.inference_mode():
-            sys.exit(main())
-    except (FileNotFoundError, ValueError, ImportError) as e:  # bad input or a missing package: what to do
-        sys.exit(f"error: {e}")
+    sys.exit(run_cli(_main_without_gradients))

@@ -25,7 +25,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from asr.audio import TorchaudioError, torchaudio
+from asr.atomic import atomic_write_bytes
+from asr.audio import torchaudio
 from asr.augment import Augmenter
 from asr.bpe import BpeTokenizer, train_bpe
 from asr.checkpoint import (
@@ -62,11 +63,13 @@ from asr.data import (
 )
 from asr.decode import decode_batch, greedy_decode
 from asr.download import file_sha256
+from asr.errors import ASRError, run_cli
 from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
+from asr.runs import resume_folder, with_data_fingerprint
 from asr.text import CharTokenizer, Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     # Unusable files and filtered utterances are counted and printed, never dropped silently; bad data
     # stops the run here, before its folder exists (a BPE run may have cached its tokenizer there already).
     sets = read_data(config)
+    settings = replace(settings, train=with_data_fingerprint(config, [u.id for u in sets.train]))
+    config = settings.train
     model, tokenizer = build_model(settings, resumed, sets.train, run_dir)
     model = model.to(device)
     origin = f"from {config.init_from}" if config.init_from else config.model
@@ -163,7 +168,7 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
     state = load_checkpoint(train["resume"])
     if "train_config" not in state:
         raise ValueError(f"{train['resume']} holds no training state (it is an inference-only checkpoint)")
-    saved = replace(TrainConfig(**state["train_config"]), max_steps=None, max_minutes=None)
+    saved = replace(TrainConfig(**state["train_config"]), max_steps=None, max_minutes=None, allow_data_change=False)
     model = ModelConfig(**state["model_config"])
     fixed = [(f"--{k}", v, getattr(saved, k)) for k, v in train.items() if k in FIXED_ON_RESUME]
     fixed += [(f"--{k}", v, getattr(model, k)) for k, v in arch.items()]
@@ -173,7 +178,8 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
             f"a resumed run keeps its data, batches, seed and architecture: {', '.join(changed)}. "
             "Start a new run with --run_name NAME to change them"
         )
-    config = replace(saved, **train)
+    runs_dir, run_name = resume_folder(train["resume"], train)  # never where the file's saved config points
+    config = replace(saved, **train, runs_dir=runs_dir, run_name=run_name)
     base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
     return Settings(size_for_machine(config), model, replace(base, **aug)), state
 
@@ -243,7 +249,7 @@ def run_folder(config: TrainConfig) -> Path:
     """runs/<run_name>; a new run refuses to write into a folder that already holds one."""
     run_dir = Path(config.runs_dir) / (config.run_name or Path(config.dataset.split("+")[0].rstrip("/")).name)
     if config.resume is None and (run_dir / "last.pt").exists():
-        sys.exit(
+        raise ASRError(
             f"{run_dir} already holds a run. Continue it with --resume {run_dir / 'last.pt'}, "
             "or start another with --run_name NAME"
         )
@@ -282,9 +288,9 @@ def bpe_tokenizer(config: TrainConfig, train_utts: list[Utterance], run_dir: Pat
           f"{time.perf_counter() - tic:.1f} s; saved as {model_file}")  # fmt: skip
     if is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(model_file, tokenizer.model)
+        atomic_write_bytes(model_file, tokenizer.model)
         info = {"trained_from": recipe, "model_sha256": tokenizer.sha256}
-        _write_atomically(info_file, (json.dumps(info, indent=2) + "\n").encode())
+        atomic_write_bytes(info_file, (json.dumps(info, indent=2) + "\n").encode())
     return tokenizer
 
 
@@ -297,12 +303,6 @@ def _cached_bpe(model_file: Path, info_file: Path, recipe: dict) -> BpeTokenizer
     if not isinstance(info, dict) or info.get("trained_from") != recipe:
         return None
     return BpeTokenizer(model) if info.get("model_sha256") == hashlib.sha256(model).hexdigest() else None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def seed_everything(seed: int) -> None:
@@ -394,9 +394,11 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
     if report.summary():
         print(f"data report:\n{report.summary()}")
     if not train_utts:
-        sys.exit(f"no usable training utterances in {config.dataset}")
+        reasons = "".join(f", {n} {reason}" for reason, n in report.skipped.items())
+        raise ASRError(f"{config.dataset}: no usable training utterances ({len(sets.train)} read{reasons}) — see "
+                       "the data report above; fix the files or give --dataset another folder")  # fmt: skip
     if not sum(len(u.text.split()) for u in eval_utts):  # a WER over no words would read 0.00 % and freeze best.pt
-        sys.exit(f"no evaluation utterances with a transcript in {eval_spec} (--eval_utterances "
+        raise ASRError(f"no evaluation utterances with a transcript in {eval_spec} (--eval_utterances "
                  f"{config.eval_utterances}); give --eval_dataset a set with transcriptions/")  # fmt: skip
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
     augmenter = Augmenter(settings.augment) if config.augment != "none" else None
@@ -736,13 +738,11 @@ def restore(saved: dict, model, optim: Optimization, state: TrainState, config: 
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, TorchaudioError) as e:  # bad input: the message says what to fix
-        sys.exit(f"error: {e}")
+    status = run_cli(lambda argv: main(argv) and 0)  # bad input: one line `error: ...`, exit status 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Under torchrun, torch's C++ teardown at interpreter exit sometimes aborts ("terminate called without an
         # active exception") after the run has finished and saved; leave without it.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(status)
+    sys.exit(status)

@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from asr.atomic import atomic_write_text
 from asr.download import DiskSpaceError, file_lock
 from asr.errors import ASRError
 
@@ -106,7 +107,7 @@ def extract_archive(
                 raise ValueError(f"{archive} has no folder {subdir}/ inside; is it the right archive?")
             stamp.touch()
             os.replace(src, dest)  # one rename: dest appears complete or not at all
-            _write_atomic(marker, json.dumps({"archive": archive.name, "members": count}) + "\n")
+            atomic_write_text(marker, json.dumps({"archive": archive.name, "members": count}) + "\n")
             stamp.unlink()
         except OSError as e:
             if e.errno == errno.ENOSPC:
@@ -270,9 +271,3 @@ def _short(e: BaseException) -> str:
 
 def _inside(path: Path, root: Path) -> bool:
     return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

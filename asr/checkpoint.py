@@ -17,17 +17,20 @@ files still load, with NumPy arrays as the only extra type allowed.
 """
 
 import dataclasses
-import os
 import pickle
 import random
 import re
+import types
+import typing
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from asr.config import AUGMENT_PRESETS, ModelConfig
-from asr.model import DeepSpeech2
+from asr.atomic import atomic_write
+from asr.config import AUGMENT_PRESETS, AugmentConfig, ModelConfig, TrainConfig
+from asr.errors import ASRError
+from asr.model import CONV1, CONV2, DeepSpeech2, _conv_out, conv1
 from asr.text import Tokenizer, tokenizer_from_state
 
 FORMAT_VERSION = 2
@@ -38,11 +41,7 @@ _NUMPY_ARRAY_GLOBALS = [np.ndarray(0).__reduce__()[0], np.ndarray, np.dtype, typ
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Atomically write `state` (which must hold REQUIRED_KEYS but format_version) to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save({"format_version": FORMAT_VERSION, **state}, f))
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -67,9 +66,12 @@ def load_checkpoint(path: str | Path) -> dict:
     missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"{path} is not a checkpoint of this project: missing {', '.join(missing)}")
+    _check_sections(path, state)
     if state["format_version"] > FORMAT_VERSION:
         raise ValueError(f"{path} has format {state['format_version']}; this code reads up to {FORMAT_VERSION}")
-    return _upgrade(state)
+    state = _upgrade(state)
+    _check_contents(path, state)
+    return state
 
 
 def _last_line(e: Exception) -> str:
@@ -92,6 +94,116 @@ def _upgrade(state: dict) -> dict:
         config["librispeech_dir"] = config.pop("data_dir", "data")
         state["augment_config"] = dataclasses.asdict(AUGMENT_PRESETS[config.get("augment", "none")])
     return state | {"format_version": FORMAT_VERSION}
+
+
+class CheckpointError(ASRError, ValueError):
+    """A checkpoint file whose contents this project cannot use; the message names the file."""
+
+
+MAX_PARAMETERS = 2_000_000_000  # a model_config above this is refused before anything is allocated (8 GB in fp32)
+_TRAINING_COUNTERS = {"step": int, "epoch": int, "batch_in_epoch": int, "skipped_steps": int, "best_wer": float}
+_SECTIONS = {"model_config": ModelConfig, "train_config": TrainConfig, "augment_config": AugmentConfig}
+_FIX = "the file is damaged or was not written by this project's train.py; use a checkpoint it wrote"
+
+
+def _check_sections(path: Path, state: dict) -> None:
+    """Before upgrading: the version is a number and every config section that is there is a dict."""
+    if not isinstance(state["format_version"], int) or isinstance(state["format_version"], bool):
+        raise CheckpointError(f"{path}: format_version is {state['format_version']!r}, not an integer — {_FIX}")
+    for name in (*_SECTIONS, "training"):
+        if name in state and not isinstance(state[name], dict):
+            raise CheckpointError(f"{path}: {name} is a {type(state[name]).__name__}, not a dict — {_FIX}")
+
+
+def _check_contents(path: Path, state: dict) -> None:
+    """Every config section holds only its dataclass's fields, each of the declared type and choices; the model
+    config describes a model of a sane size; a training checkpoint (with a train_config) has all its counters.
+    One CheckpointError naming the file and the first bad value otherwise, before anything is built from them."""
+    for name, cls in _SECTIONS.items():
+        if name in state:
+            _check_fields(path, name, state[name], cls)
+    config = ModelConfig(**state["model_config"])
+    for name in ("n_mels", "conv_channels", "rnn_layers", "rnn_hidden", "vocab_size"):
+        if getattr(config, name) < 1:
+            raise CheckpointError(f"{path}: model_config.{name} is {getattr(config, name)}, not positive — {_FIX}")
+    parameters = estimate_parameters(config)
+    if parameters > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{path}: model_config describes a model of {parameters:.3g} parameters (at least "
+            f"{4 * parameters / 1e9:.3g} GB), above the limit of {MAX_PARAMETERS:.0e}; refusing to build it — {_FIX}"
+        )
+    training = state.get("training")
+    if training is not None and "train_config" in state:  # what train.py --resume reads
+        for key, kind in _TRAINING_COUNTERS.items():
+            if key not in training:
+                raise CheckpointError(f"{path}: training has no {key!r} — {_FIX}")
+            if not _is_type(training[key], kind):
+                raise CheckpointError(
+                    f"{path}: training.{key} is {training[key]!r} ({type(training[key]).__name__}), expected "
+                    f"{kind.__name__} — {_FIX}"
+                )
+        if not isinstance(training.get("rng"), dict):
+            raise CheckpointError(f"{path}: training has no 'rng' states dict — {_FIX}")
+
+
+def _check_fields(path: Path, name: str, values: dict, cls: type) -> None:
+    """`values` could build `cls`: no unknown key, every value of its field's type (and, for the model, among its
+    choices: the architecture is built from them)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in fields:
+            raise CheckpointError(f"{path}: {name} has an unknown key {key!r} — {_FIX}")
+        field = fields[key]
+        if not _is_type(value, field.type):
+            raise CheckpointError(
+                f"{path}: {name}.{key} is {value!r} ({type(value).__name__}), expected {_type_name(field.type)}"
+                f" — {_FIX}"
+            )
+        choices = field.metadata.get("choices") if cls is ModelConfig else None  # others may be renamed later
+        if choices is not None and value not in choices:
+            raise CheckpointError(
+                f"{path}: {name}.{key} is {value!r}, not one of {', '.join(map(str, choices))} — {_FIX}"
+            )
+
+
+def _is_type(value, kind) -> bool:
+    """isinstance for the annotations the config dataclasses use: int, float, str, bool, X | None, tuple[X, ...]."""
+    args = typing.get_args(kind)
+    origin = typing.get_origin(kind)
+    if origin in (types.UnionType, typing.Union):
+        return any(_is_type(value, a) for a in args)
+    if kind is type(None):
+        return value is None
+    if origin is tuple:
+        return isinstance(value, (tuple, list)) and all(_is_type(v, args[0]) for v in value)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def _type_name(kind) -> str:
+    return getattr(kind, "__name__", None) or str(kind)
+
+
+def estimate_parameters(config: ModelConfig) -> int:
+    """Parameters DeepSpeech2(config) would have, from the config alone (nothing allocated)."""
+    c = config.conv_channels
+    (k1f, k1t), (k2f, k2t) = CONV1[0], CONV2[0]
+    freq = _conv_out(_conv_out(config.n_mels, conv1(config.time_stride), 0), CONV2, 0)
+    gates = {"gru": 3, "lstm": 4}[config.rnn_type]
+    total = c * k1f * k1t + 2 * c + c * c * k2f * k2t + 2 * c  # two bias-free convolutions and their norms
+    size, hidden = c * max(freq, 1), config.rnn_hidden
+    for i in range(min(config.rnn_layers, MAX_PARAMETERS)):  # each layer has at least 2 parameters
+        norm = 2 * size if i > 0 else 0
+        total += norm + 2 * gates * hidden * (size + hidden + 2)  # two directions: input, recurrent, two biases
+        size = hidden
+        if total > MAX_PARAMETERS:
+            break
+    return total + 2 * size + size * config.vocab_size + config.vocab_size  # head norm and linear head
 
 
 def find_checkpoint(runs_dir: str | Path = "runs", weights_dir: str | Path = "weights") -> Path:

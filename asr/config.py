@@ -202,7 +202,14 @@ class TrainConfig:
     )
     run_name: str | None = _f(None, "folder under runs_dir for this run; default: the (first) dataset's name")
     runs_dir: str = _f("runs", "where run folders (checkpoints, TensorBoard logs, config.json) go")
-    resume: str | None = _f(None, "continue exactly from this checkpoint (runs/<name>/last.pt)")
+    resume: str | None = _f(
+        None, "continue exactly from this checkpoint (runs/<name>/last.pt); the run writes into that file's folder"
+    )
+    allow_data_change: bool = _f(
+        False, "--resume: continue although the training set's utterances (count or ids) changed since the run began"
+    )
+    data_utterances: int | None = _f(None, "training utterances read when the run began (train.py)", flag=False)
+    data_ids_sha256: str | None = _f(None, "SHA-256 of their sorted ids, one per line (train.py)", flag=False)
     init_from: str | None = _f(
         None,
         "fine-tune: a new run starting from this checkpoint's weights, architecture and tokenizer (optimizer,"

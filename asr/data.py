@@ -8,10 +8,12 @@ reason in a `DataReport`, and the scripts print that report. Durations come from
 each folder's duration manifest (`asr.manifest`), so a warm start reads no audio.
 """
 
+import errno
 import functools
 import gc
 import math
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, load_audio, num_frames
+from asr.errors import ASRError
 from asr.librispeech import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_splits
 from asr.manifest import DurationManifest
 from asr.text import Tokenizer, normalize
@@ -88,15 +91,21 @@ def custom_dir_utterances(root: str | Path, report: DataReport, cache: bool = Tr
     audio_dir, text_dir = root / "audio", root / "transcriptions"
     if not audio_dir.is_dir():
         raise FileNotFoundError(f"{audio_dir} does not exist: a CustomDir dataset needs audio/*.wav|flac|mp3|ogg")
+    for folder in (audio_dir, text_dir):
+        _check_inside(folder, root)
     manifest = DurationManifest.open(root, enabled=cache)
     audio_files: dict[str, list[Path]] = {}  # id -> its audio files, in name order
     for entry in _sorted_entries(audio_dir):
         path = audio_dir / entry.name
-        if path.suffix.lower() not in AUDIO_EXTENSIONS or not entry.is_file():
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
             report.warnings.append(f"{path}: not a supported audio file ({', '.join(AUDIO_EXTENSIONS)}), ignored")
             continue
+        problem = _not_a_usable_file(entry, root)
+        if problem:
+            report.failed.append(f"{path}: {problem}")
+            continue
         audio_files.setdefault(path.stem, []).append(path)
-    transcripts = _transcript_files(text_dir)
+    transcripts = _transcript_files(text_dir, report, root)
     utterances = []
     for utt_id, paths in audio_files.items():
         path, duration = None, None
@@ -115,7 +124,7 @@ def custom_dir_utterances(root: str | Path, report: DataReport, cache: bool = Tr
             report.warnings.append(_conflict(text_dir, utt_id, text_paths, "transcripts", "audio kept without one"))
         elif text_paths:
             try:
-                text = _read_transcript(text_paths[0])
+                text = _read_transcript(text_paths[0]) or _empty_transcript(text_paths[0])
             except ValueError as e:
                 report.warnings.append(f"{e}; audio kept without transcript")
         utterances.append(Utterance(utt_id, path, text, duration))
@@ -140,7 +149,7 @@ def librispeech_utterances(
     if not root.is_dir():
         raise FileNotFoundError(f"LibriSpeech split {split!r} not found: looked in {root}")
     manifest = DurationManifest.open(root, enabled=cache)
-    chapters = _chapters(root)
+    chapters = _chapters(root, report)
     utterances = []
     listed: dict[str, str] = {}  # utterance id -> "trans.txt:line" where it was first listed
     for chapter in chapters:
@@ -161,8 +170,11 @@ def librispeech_utterances(
                     continue
                 # a str for the stat (a Path would build its string just for that), the Path for the record
                 duration = _usable_duration(f"{chapter.folder}/{name}", f"{chapter.key}/{name}", manifest, report)
-                if duration is not None:
-                    utterances.append(Utterance(utt_id, chapter.folder / name, normalize(text), duration))
+                text = normalize(text) if duration is not None else None
+                if text:
+                    utterances.append(Utterance(utt_id, chapter.folder / name, text, duration))
+                elif text is not None:
+                    report.warnings.append(f"{trans}:{line_no}: the transcript of {utt_id} {_NOTHING}; audio ignored")
     _report_unlisted(chapters, listed, report)
     manifest.save()
     if not utterances:
@@ -191,9 +203,10 @@ class _Chapter:
     flacs: set[str]  # the names of its *.flac files
 
 
-def _chapters(root: Path) -> list[_Chapter]:
+def _chapters(root: Path, report: DataReport) -> list[_Chapter]:
     """Every `<speaker>/<chapter>/` folder under a split, in name order, from one `os.scandir` per folder
-    (281k files listed in about half a second, where `glob` and an `exists()` per file took several)."""
+    (281k files listed in about half a second, where `glob` and an `exists()` per file took several). Entries
+    that are not regular files, or links out of the split, go to report.failed."""
     chapters = []
     for speaker in _sorted_entries(root):
         if not speaker.is_dir():
@@ -204,9 +217,14 @@ def _chapters(root: Path) -> list[_Chapter]:
             folder, transcripts, flacs = root / speaker.name / chapter.name, [], set()
             with os.scandir(chapter.path) as entries:
                 for entry in entries:
-                    if entry.name.endswith(".trans.txt") and entry.is_file():
+                    if not entry.name.endswith((".trans.txt", ".flac")):
+                        continue
+                    problem = _not_a_usable_file(entry, root)  # no system call for a regular file
+                    if problem:
+                        report.failed.append(f"{folder / entry.name}: {problem}")
+                    elif entry.name.endswith(".trans.txt"):
                         transcripts.append(folder / entry.name)
-                    elif entry.name.endswith(".flac"):
+                    else:
                         flacs.add(entry.name)
             chapters.append(_Chapter(folder, f"{speaker.name}/{chapter.name}", sorted(transcripts), flacs))
     return chapters
@@ -266,7 +284,7 @@ def filter_for_training(
     """
     kept = []
     for utt in utterances:
-        if utt.text is None:
+        if not utt.text:  # None, or "" from a caller that built its own Utterance
             report.skip("no transcript")
         elif utt.duration > max_duration:
             report.skip(f"longer than max_duration={max_duration:g} s")
@@ -438,16 +456,18 @@ def _usable_duration(path: str | Path, key: str, manifest: DurationManifest, rep
     return duration
 
 
-def read_transcripts(folder: str | Path, report: DataReport) -> dict[str, str]:
+def read_transcripts(folder: str | Path, report: DataReport, references: bool = False) -> dict[str, str]:
     """All `<id>.txt` files (any case of `.txt`) of a folder -> {id: normalised text}.
 
-    Unreadable files, and ids with two transcripts (`x.txt` and `x.TXT`), go to report.failed.
-    """
+    Unreadable files, ids with two transcripts (`x.txt` and `x.TXT`), and entries that are not regular files or
+    are links resolving outside `folder` go to report.failed. With `references`, a text that normalises to
+    nothing is left out and reported in report.warnings (an empty prediction is a valid one)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of <UtteranceID>.txt files")
+    problems = DataReport()
     texts = {}
-    for utt_id, paths in _transcript_files(folder).items():
+    for utt_id, paths in _transcript_files(folder, problems, folder).items():
         if len(paths) > 1:
             report.failed.append(_conflict(folder, utt_id, paths, "transcripts", "none is used"))
             continue
@@ -455,17 +475,78 @@ def read_transcripts(folder: str | Path, report: DataReport) -> dict[str, str]:
             texts[utt_id] = _read_transcript(paths[0])
         except ValueError as e:
             report.failed.append(str(e))
+            continue
+        if references and not texts[utt_id]:
+            del texts[utt_id]
+            report.warnings.append(f"{paths[0]}: the reference {_NOTHING}; not scored")
+    report.failed.extend(problems.warnings)
     return texts
 
 
-def _transcript_files(folder: Path) -> dict[str, list[Path]]:
-    """{id: its `<id>.txt` files, any case of the extension, in name order}; {} when the folder is missing."""
+def _transcript_files(folder: Path, report: DataReport, root: Path) -> dict[str, list[Path]]:
+    """{id: its `<id>.txt` files, any case of the extension, in name order}; {} when the folder is missing.
+    A `.txt` entry that is not a regular file, or a link resolving outside `root`, goes to report.warnings."""
     found: dict[str, list[Path]] = {}
     if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            if path.suffix.lower() == ".txt" and path.is_file():
+        for entry in _sorted_entries(folder):
+            path = folder / entry.name
+            if path.suffix.lower() != ".txt":
+                continue
+            problem = _not_a_usable_file(entry, root)
+            if problem:
+                report.warnings.append(f"{path}: {problem}; not read")
+            else:
                 found.setdefault(path.stem, []).append(path)
     return found
+
+
+_NOTHING = "normalises to nothing (no letter a-z, digit or apostrophe: e.g. Cyrillic, Chinese, emoji, punctuation)"
+
+
+def _empty_transcript(path: Path) -> None:
+    """The text of a transcript that normalises to "": None, after saying why (ValueError with the file name)."""
+    raw = path.read_text(encoding="utf-8").strip()
+    what = "is empty" if not raw else f"{_NOTHING}: {raw[:40]!r}"
+    raise ValueError(f"{path}: transcript {what}")
+
+
+def _check_inside(folder: Path, root: Path) -> None:
+    """Refuse a dataset subfolder that is a link to somewhere outside the dataset folder."""
+    real = os.path.realpath(folder)
+    if not Path(real).is_relative_to(os.path.realpath(root)):
+        raise ASRError(
+            f"{folder}: a link to {real}, outside the dataset folder {root} — copy the files into the folder"
+        )
+
+
+def _not_a_usable_file(entry: os.DirEntry, root: Path) -> str | None:
+    """None for a regular file (or a link to one inside `root`); else what the entry really is."""
+    if entry.is_file(follow_symlinks=False):
+        return None  # the common case, answered from the directory listing without a system call
+    try:
+        if entry.is_symlink():
+            target = os.readlink(entry.path)
+            try:
+                mode = os.stat(entry.path).st_mode
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    return f"a symbolic link loop (-> {target}), ignored"
+                if e.errno == errno.ENOENT:
+                    return f"a dangling link to {target} (no such file), ignored"
+                return f"a link to {target} that cannot be followed ({e.strerror}), ignored"
+            real = os.path.realpath(entry.path)
+            if not Path(real).is_relative_to(os.path.realpath(root)):
+                return f"a link to {real}, outside the dataset folder {root}; refused (copy the file into the folder)"
+        else:
+            mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError as e:
+        return f"cannot be examined ({e.strerror or e}), ignored"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}  # fmt: skip
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"{kind}, not a file; ignored"
 
 
 def _conflict(folder: Path, utt_id: str, paths: list[Path], kind: str, outcome: str) -> str:

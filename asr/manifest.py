@@ -21,9 +21,9 @@ import json
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
+from asr.atomic import atomic_write_text
 from asr.audio import duration_of
 
 MANIFEST_NAME = ".asr-durations.json"
@@ -100,7 +100,7 @@ class DurationManifest:
         errors = []
         for target in _locations(self.root, for_writing=True):
             try:
-                _write_atomically(target, data)
+                atomic_write_text(target, data)
                 return target
             except OSError as e:
                 errors.append(f"{target.parent} ({e.strerror or e})")
@@ -146,21 +146,6 @@ def _read(path: Path) -> dict[str, list] | None:
     except (OSError, ValueError, TypeError, AttributeError) as e:  # AttributeError: not a JSON object
         print(f"warning: {path}: duration manifest is unreadable ({e}); rebuilding it", file=sys.stderr)
         return None
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `target`, then rename it over `target` (readers see the old file
-    or the new one, never half of one; concurrent writers, such as DDP processes, each win in turn)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it private; others who read the dataset may use it too
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _warn_unwritable(root: Path, errors: list[str]) -> None:

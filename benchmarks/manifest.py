@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         cold = timed("cold (headers read, manifest written)", lambda: librispeech_utterances(data_dir, SPLIT))
         for _ in range(args.warm_repeats):
             warm = timed("warm (manifest valid)", lambda: librispeech_utterances(data_dir, SPLIT, DataReport()))
-        timed("  of which: listing (`_chapters`)", lambda: data._chapters(split))
+        timed("  of which: listing (`_chapters`)", lambda: data._chapters(split, data.DataReport()))
         timed("  of which: manifest load (`DurationManifest.open`)", lambda: DurationManifest.open(split))
         assert reference == cold == warm, "the manifest changed the utterances"
         size = (split / MANIFEST_NAME).stat().st_size

@@ -8,6 +8,7 @@ import pytest
 import calc_metrics
 import inference
 import train
+from asr.errors import ASRError
 from asr.text import normalize
 
 
@@ -54,7 +55,7 @@ def test_inference_continues_past_unreadable_files(tmp_path, checkpoint, librisp
 
 
 def test_inference_argument_errors(tmp_path, checkpoint):
-    with pytest.raises(SystemExit, match="exactly one of --data_dir"):
+    with pytest.raises(ASRError, match="exactly one of --data_dir"):
         inference.main(["--checkpoint", str(checkpoint)])
     with pytest.raises(FileNotFoundError, match="no checkpoint at .*python train.py"):
         inference.main(["--data_dir", str(tmp_path), "--checkpoint", str(tmp_path / "none.pt")])
@@ -94,11 +95,11 @@ def test_calc_metrics_missing_predictions(tmp_path, capsys):
 
 
 def test_calc_metrics_bad_folders(tmp_path):
-    with pytest.raises(SystemExit, match="nowhere is not a folder"):
+    with pytest.raises(FileNotFoundError, match="nowhere is not a folder"):
         calc_metrics.main(["--transcriptions_dir", str(tmp_path / "nowhere")])
     _write(tmp_path / "ref", {"a": "x"})
     (tmp_path / "ref" / "bad.txt").write_bytes(b"\xff\xfe\xfa")
-    with pytest.raises(SystemExit, match="bad.txt: transcript is not UTF-8"):
+    with pytest.raises(ASRError, match="bad.txt: transcript is not UTF-8"):
         calc_metrics.main(["--transcriptions_dir", str(tmp_path / "ref"), "--predictions_dir", str(tmp_path / "ref")])
 
 
@@ -143,13 +144,13 @@ def test_design_card_commands_as_written(tmp_path, checkpoint, librispeech_fixtu
 def test_calc_metrics_without_a_record_asks_for_the_references(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "preds").mkdir()
-    with pytest.raises(SystemExit, match=r"preds/inference.json not found.*--transcriptions_dir"):
+    with pytest.raises(FileNotFoundError, match=r"preds/inference.json not found.*--transcriptions_dir"):
         calc_metrics.main([])
 
 
 def test_inference_on_a_folder_without_audio_fails(tmp_path, checkpoint):
     (tmp_path / "empty" / "audio").mkdir(parents=True)
-    with pytest.raises(SystemExit, match=r"no audio could be transcribed in .*empty"):
+    with pytest.raises(ASRError, match=r"no audio could be transcribed in .*empty"):
         inference.main(["--data_dir", str(tmp_path / "empty"), "--checkpoint", str(checkpoint), "--out", str(tmp_path)])
 
 

@@ -13,6 +13,7 @@ from conftest import LIBRISPEECH_FIXTURES, SHORTEST
 import train
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig
 from asr.data import BucketBatchSampler, DataReport, load_dataset
+from asr.errors import ASRError
 
 
 def _args(data, runs, *extra):
@@ -78,7 +79,7 @@ def test_run_folder_holds_config_and_checkpoints(tmp_path, tiny_set):
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "tiny" and config["epochs"] == 1 and config["batch_seconds"] == 20.0
     assert (run / "last.pt").exists() and (run / "best.pt").exists() and not list(run.glob("*.tmp"))
-    with pytest.raises(SystemExit, match="already holds a run"):
+    with pytest.raises(ASRError, match="already holds a run"):
         train.main(_args(tiny_set, tmp_path, "--epochs", "1", "--run_name", "r1"))
 
 
@@ -126,9 +127,9 @@ def test_no_flags_stay_the_example_overfitting_check():
 def test_an_eval_set_without_references_is_refused_at_start(tmp_path, tiny_set):
     unlabelled = tmp_path / "unlabelled"
     shutil.copytree(tiny_set / "audio", unlabelled / "audio")
-    with pytest.raises(SystemExit, match="no evaluation utterances with a transcript in .*unlabelled"):
+    with pytest.raises(ASRError, match="no evaluation utterances with a transcript in .*unlabelled"):
         train.main(_args(tiny_set, tmp_path / "a", "--eval_dataset", str(unlabelled)))
-    with pytest.raises(SystemExit, match=r"no evaluation utterances with a transcript .*--eval_utterances 0"):
+    with pytest.raises(ASRError, match=r"no evaluation utterances with a transcript .*--eval_utterances 0"):
         train.main(_args(tiny_set, tmp_path / "b", "--eval_utterances", "0"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
