@@ -237,7 +237,7 @@ needs_engines = pytest.mark.skipif(
     "(apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)",
 )
 TINY_MIXED = dataclasses.replace(
-    synth_corpus.PRESETS["mixed"], min_words=4, max_words=10, train_utterances=6, dev_utterances=3, test_utterances=3
+    synth_corpus.PRESETS["mixed"], min_words=4, max_words=10, train_utterances=3, dev_utterances=3, test_utterances=3
 )
 
 
