@@ -1,4 +1,4 @@
-"""Synthetic English speech corpus from espeak-ng: the CPU benchmark, the CI smoke set and `data/example/`.
+"""Synthetic English speech corpora: the CPU benchmark, the CI smoke set, `data/example/`, the mixed-engine set.
 
 Sentences come from a public-domain book (default: Pride and Prejudice from
 Project Gutenberg, `../shared/data/text/pride_and_prejudice.txt`); espeak-ng
@@ -23,6 +23,17 @@ new ordinary voice, not a new phonation type.
 Preset `example` writes a single CustomDir of ~40 short utterances (the
 bundled `data/example/`, under 5 MB).
 
+Preset `mixed` (docs/pretraining.md) has the benchmark's size but is spoken in
+equal shares by espeak-ng and by two engines whose voices were built from real
+recordings (benchmarks/tts.py): flite (kal16, awb, rms, slt) and festival
+(kal, ked, slt-hts), each voice at several duration and pitch settings. The
+speaker id names engine + voice + variation (`flite-slt+s115p095`: duration
+x1.15, pitch x0.95; `espeak-en-us+Alex`). It holds out the benchmark's own
+dev/test sentences and espeak-ng variants; flite's awb and festival's ked (people
+no training voice was made from) speak only test; dev is spoken by the training
+voices at held-out (duration, pitch) settings. Test is split per engine family:
+`test-espeak`, `test-flite`, `test-festival` and their `test-noisy-*` twins.
+
 Determinism: every random choice (sentence order, voice, variant, speed,
 pitch, level, noise seed) is drawn up-front from `np.random.default_rng(seed)`
 in the main process; the worker processes only execute fully specified jobs,
@@ -33,6 +44,7 @@ give byte-identical files (checked by the sha256 sums in the manifest).
     python benchmarks/synth_corpus.py --preset example --out data/example
     python benchmarks/synth_corpus.py --preset smoke --out /tmp/smoke_corpus
     python benchmarks/synth_corpus.py --preset benchmark --out ../corpus
+    python benchmarks/synth_corpus.py --preset mixed --out ../mixed    # also needs flite and festival
 """
 
 import argparse
