@@ -1,4 +1,4 @@
-"""Synthetic English speech corpus from espeak-ng: the CPU benchmark, the CI smoke set and `data/example/`.
+"""Synthetic English speech corpora: the CPU benchmark, the CI smoke set, `data/example/`, the mixed-engine set.
 
 Sentences come from a public-domain book (default: Pride and Prejudice from
 Project Gutenberg, `../shared/data/text/pride_and_prejudice.txt`); espeak-ng
@@ -23,6 +23,17 @@ new ordinary voice, not a new phonation type.
 Preset `example` writes a single CustomDir of ~40 short utterances (the
 bundled `data/example/`, under 5 MB).
 
+Preset `mixed` (docs/pretraining.md) has the benchmark's size but is spoken in
+equal shares by espeak-ng and by two engines whose voices were built from real
+recordings (benchmarks/tts.py): flite (kal16, awb, rms, slt) and festival
+(kal, ked, slt-hts), each voice at several duration and pitch settings. The
+speaker id names engine + voice + variation (`flite-slt+s115p095`: duration
+x1.15, pitch x0.95; `espeak-en-us+Alex`). It holds out the benchmark's own
+dev/test sentences and espeak-ng variants; flite's awb and festival's ked (people
+no training voice was made from) speak only test; dev is spoken by the training
+voices at held-out (duration, pitch) settings. Test is split per engine family:
+`test-espeak`, `test-flite`, `test-festival` and their `test-noisy-*` twins.
+
 Determinism: every random choice (sentence order, voice, variant, speed,
 pitch, level, noise seed) is drawn up-front from `np.random.default_rng(seed)`
 in the main process; the worker processes only execute fully specified jobs,
@@ -33,6 +44,7 @@ give byte-identical files (checked by the sha256 sums in the manifest).
     python benchmarks/synth_corpus.py --preset example --out data/example
     python benchmarks/synth_corpus.py --preset smoke --out /tmp/smoke_corpus
     python benchmarks/synth_corpus.py --preset benchmark --out ../corpus
+    python benchmarks/synth_corpus.py --preset mixed --out ../mixed    # also needs flite and festival
 """
 
 import argparse
@@ -59,8 +71,10 @@ if str(REPO) not in sys.path:  # run as `python benchmarks/synth_corpus.py` with
 
 from asr import augment  # noqa: E402
 from asr.audio import SAMPLE_RATE, resample  # noqa: E402
+from asr.errors import ASRError, run_cli  # noqa: E402
 from asr.sentences import gutenberg_body, split_sentences  # noqa: E402
 from asr.text import normalize  # noqa: E402
+from benchmarks import tts  # noqa: E402
 
 DEFAULT_TEXT = REPO.parent / "shared" / "data" / "text" / "pride_and_prejudice.txt"
 
@@ -122,6 +136,7 @@ class CorpusSpec:
     rt60: tuple[float, float] = (0.2, 0.6)  # test-noisy: reverberation time in seconds, uniform
     drr_db: tuple[float, float] = (3.0, 12.0)  # test-noisy: direct-to-reverberant energy ratio in dB, uniform
     digits: bool = False  # sentences are random digit strings ("seven oh four") instead of the book's
+    engines: tuple[str, ...] = ()  # (): espeak-ng alone, as above; else the engines of a mixed corpus (ENGINES)
 
 
 PRESETS = {
@@ -184,6 +199,22 @@ PRESETS = {
 # benchmark's, so with the same seed dev and test hold exactly the benchmark's dev/test sentences and
 # held-out variants: nothing a model pretrained on the benchmark's train split has heard.
 PRESETS["accent"] = dataclasses.replace(PRESETS["benchmark"], train_hours=5 / 60, effect_variants=False, voices=("de",))
+# The benchmark's size (training hours, dev and test utterances, seed -> the same held-out sentences and espeak-ng
+# variants), spoken in equal shares by espeak-ng and by the engines built from real recordings (flite, festival).
+PRESETS["mixed"] = dataclasses.replace(PRESETS["benchmark"], engines=("espeak", "flite", "festival"))
+
+ENGINES = ("espeak", "flite", "festival")
+# The recorded-speech voices (benchmarks/tts.py) that speak train and dev, and the ones held out for test: awb
+# and ked are people no other voice of any engine was made from (flite's kal16 and slt are festival's kal and
+# slt-hts speakers), so test-flite and test-festival are unseen speakers.
+ENGINE_VOICES = {
+    "flite": {"train": ("kal16", "rms", "slt"), "test": ("awb",)},
+    "festival": {"train": ("kal", "slt-hts"), "test": ("ked",)},
+}
+STRETCHES = (0.85, 0.95, 1.0, 1.05, 1.15, 1.25)  # duration factors of the recorded-speech voices
+PITCHES = (0.85, 0.95, 1.0, 1.05, 1.15)  # F0 factors (voices with pitch control only; tts.PITCHLESS)
+DEV_SETTINGS = 0.2  # share of each training voice's (stretch, pitch) settings kept for dev, never in train
+ENGINE_WPM = {"flite": 220.0, "festival": 180.0}  # words per minute at stretch 1 (measured on 30 sentences each)
 
 
 # ---------------------------------------------------------------------------------------------- sentences
@@ -271,9 +302,23 @@ def _draw(rng: np.random.Generator, spec: CorpusSpec, voices: list[str], variant
     }
 
 
-def plan_corpus(spec: CorpusSpec, sentences: list[tuple[str, str]], seed: int) -> dict[str, list[dict]]:
-    """Every utterance of every split, fully specified (split -> jobs); no audio is made here."""
-    rng = np.random.default_rng(seed)
+@dataclass(frozen=True)
+class _HeldOut:
+    """The sentence and espeak-ng variant split every preset starts from (drawn in this order from the seed)."""
+
+    train_text: list[tuple[str, str]]
+    dev_text: list[tuple[str, str]]
+    test_text: list[tuple[str, str]]
+    train_variants: list[str]
+    dev_variants: list[str]
+    test_variants: list[str]
+
+
+def _hold_out(spec: CorpusSpec, sentences: list[tuple[str, str]], rng: np.random.Generator) -> _HeldOut:
+    """Shuffle the sentences and the variants; dev and test get their own sentences and variants.
+
+    The same seed and sizes give the same split in every preset (`mixed` holds out exactly the benchmark's
+    dev/test sentences and espeak-ng variants, so each preset's checkpoint can be scored on the other's tests)."""
     order = rng.permutation(len(sentences))
     sentences = [sentences[i] for i in order]
     held_out_pool = [v for v in VARIANTS if v not in TRAIN_ONLY_VARIANTS]
@@ -283,13 +328,22 @@ def plan_corpus(spec: CorpusSpec, sentences: list[tuple[str, str]], seed: int) -
     train_variants = [train_variants[i] for i in rng.permutation(len(train_variants))]
     if spec.train_variants is not None:
         train_variants = train_variants[: spec.train_variants]
-    voices = list(spec.voices)
-
     n_held = spec.dev_utterances + spec.test_utterances
     if n_held >= len(sentences):
         raise ValueError(f"{n_held} dev+test sentences requested but the text has only {len(sentences)} usable ones")
     dev_text, test_text = sentences[: spec.dev_utterances], sentences[spec.dev_utterances : n_held]
-    train_text = sentences[n_held:]
+    return _HeldOut(sentences[n_held:], dev_text, test_text, train_variants, dev_variants, test_variants)
+
+
+def plan_corpus(spec: CorpusSpec, sentences: list[tuple[str, str]], seed: int) -> dict[str, list[dict]]:
+    """Every utterance of every split, fully specified (split -> jobs); no audio is made here."""
+    if spec.engines:
+        return plan_mixed(spec, sentences, seed)
+    rng = np.random.default_rng(seed)
+    held = _hold_out(spec, sentences, rng)
+    train_text, dev_text, test_text = held.train_text, held.dev_text, held.test_text
+    train_variants, dev_variants, test_variants = held.train_variants, held.dev_variants, held.test_variants
+    voices = list(spec.voices)
 
     def jobs(split: str, texts: list[tuple[str, str]], variants: list[str]) -> list[dict]:
         out = []
@@ -313,21 +367,124 @@ def plan_corpus(spec: CorpusSpec, sentences: list[tuple[str, str]], seed: int) -
     if spec.splits:
         plan["dev"] = jobs("dev", dev_text, dev_variants)
         plan["test"] = jobs("test", test_text, test_variants)
-        noisy = []
-        for job in plan["test"]:
-            noisy.append(
-                {
-                    **job,
-                    "split": "test-noisy",
-                    "snr_db": round(float(rng.uniform(*spec.snr_db)), 3),
-                    "rt60": round(float(rng.uniform(*spec.rt60)), 3),
-                    "drr_db": round(float(rng.uniform(*spec.drr_db)), 3),
-                    "noise": NOISE_COLORS[int(rng.integers(len(NOISE_COLORS)))],
-                    "noise_seed": int(rng.integers(2**31)),
-                }
-            )
-        plan["test-noisy"] = noisy
+        plan["test-noisy"] = [_noisy(rng, spec, job, "test-noisy") for job in plan["test"]]
     return plan
+
+
+def _noisy(rng: np.random.Generator, spec: CorpusSpec, job: dict, split: str) -> dict:
+    """The test-noisy job of a clean test job: its room and noise drawn here."""
+    return {
+        **job,
+        "split": split,
+        "snr_db": round(float(rng.uniform(*spec.snr_db)), 3),
+        "rt60": round(float(rng.uniform(*spec.rt60)), 3),
+        "drr_db": round(float(rng.uniform(*spec.drr_db)), 3),
+        "noise": NOISE_COLORS[int(rng.integers(len(NOISE_COLORS)))],
+        "noise_seed": int(rng.integers(2**31)),
+    }
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` near-equal counts, the larger ones first (10, 3 -> [4, 3, 3])."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def _settings(engine: str, voice: str) -> list[tuple[float, float]]:
+    """Every (stretch, pitch) prosody setting of a recorded-speech voice (pitch 1.0 only for PITCHLESS voices)."""
+    pitches = (1.0,) if (engine, voice) in tts.PITCHLESS else PITCHES
+    return [(stretch, pitch) for stretch in STRETCHES for pitch in pitches]
+
+
+def _setting_name(stretch: float, pitch: float) -> str:
+    """The variation part of a speaker id: stretch 1.15, pitch 0.95 -> "s115p095"."""
+    return f"s{round(stretch * 100):03d}p{round(pitch * 100):03d}"
+
+
+def plan_mixed(spec: CorpusSpec, sentences: list[tuple[str, str]], seed: int) -> dict[str, list[dict]]:
+    """The plan of a corpus spoken by several engines (spec.engines), every utterance fully specified.
+
+    Each engine gets an equal share of the training hours (estimated), of dev and of test. Sentences and
+    espeak-ng variants are held out exactly as in the espeak-only presets with the same seed and sizes
+    (`_hold_out`); test is split per engine (test-<engine>, test-noisy-<engine>). Held-out voices:
+    espeak-ng: dev and test variants never in train (as `benchmark`); flite and festival: the test voices of
+    ENGINE_VOICES (a person no training voice of any engine was made from) never speak train or dev; dev is
+    spoken by the training voices at prosody settings held out of train (DEV_SETTINGS of each voice's).
+    """
+    unknown = [e for e in spec.engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"engine(s) {unknown}: unknown — use some of {list(ENGINES)}")
+    rng = np.random.default_rng(seed)
+    held = _hold_out(spec, sentences, rng)
+    # Per engine: (train speakers, dev speakers, test speakers); a speaker is (voice, variant/setting).
+    pools: dict[str, tuple[list, list, list]] = {}
+    for engine in spec.engines:
+        if engine == "espeak":
+            pools[engine] = (held.train_variants, held.dev_variants, held.test_variants)
+            continue
+        train_pool, dev_pool = [], []
+        for voice in ENGINE_VOICES[engine]["train"]:
+            settings = _settings(engine, voice)
+            n_dev = max(1, round(len(settings) * DEV_SETTINGS))
+            dev_idx = set(rng.permutation(len(settings))[:n_dev].tolist())
+            for i, setting in enumerate(settings):
+                (dev_pool if i in dev_idx else train_pool).append((voice, setting))
+        test_pool = [(v, s) for v in ENGINE_VOICES[engine]["test"] for s in _settings(engine, v)]
+        pools[engine] = (train_pool, dev_pool, test_pool)
+
+    def job(engine: str, split: str, pool: list, sentence: tuple[str, str], index: int) -> dict:
+        spoken, transcript = sentence
+        if engine == "espeak":
+            settings = _draw(rng, spec, list(spec.voices), pool)
+            variation = settings["variant"]
+        else:
+            voice, (stretch, pitch) = pool[int(rng.integers(len(pool)))]
+            variation = _setting_name(stretch, pitch)
+            level = round(float(rng.uniform(*spec.level)), 4)
+            settings = {"voice": voice, "variant": variation, "stretch": stretch, "pitch_scale": pitch, "level": level}
+        speaker = f"{engine}-{settings['voice']}+{variation}"
+        return {"split": split, "spoken": spoken, "text": transcript, "engine": engine, **settings,
+                "speaker": speaker, "id": f"{speaker}-{index:06d}"}  # fmt: skip
+
+    plan: dict[str, list[dict]] = {"train": []}
+    # Training: the engines take turns over the training sentences until each has its share of the hours (or,
+    # with spec.train_utterances, until there are that many utterances).
+    target = spec.train_hours * 3600 / len(spec.engines)
+    seconds = dict.fromkeys(spec.engines, 0.0)
+
+    def wanted(engine: str) -> bool:
+        if spec.train_utterances is not None:
+            return len(plan["train"]) < spec.train_utterances
+        return seconds[engine] < target
+
+    while any(wanted(e) for e in spec.engines):
+        for engine in [e for e in spec.engines if wanted(e)]:
+            index = len(plan["train"])
+            j = job(engine, "train", pools[engine][0], held.train_text[index % len(held.train_text)], index)
+            seconds[engine] += _estimate_job_seconds(j)
+            plan["train"].append(j)
+    if not spec.splits:
+        return plan
+    plan["dev"] = []
+    start = 0
+    for engine, n in zip(spec.engines, _shares(len(held.dev_text), len(spec.engines)), strict=True):
+        for i in range(start, start + n):
+            plan["dev"].append(job(engine, "dev", pools[engine][1], held.dev_text[i], i))
+        start += n
+    start = 0
+    for engine, n in zip(spec.engines, _shares(len(held.test_text), len(spec.engines)), strict=True):
+        test = [job(engine, f"test-{engine}", pools[engine][2], held.test_text[i], i) for i in range(start, start + n)]
+        plan[f"test-{engine}"] = test
+        plan[f"test-noisy-{engine}"] = [_noisy(rng, spec, j, f"test-noisy-{engine}") for j in test]
+        start += n
+    return plan
+
+
+def _estimate_job_seconds(job: dict) -> float:
+    """Rough length of a planned utterance of any engine (sizes the training set; the summary prints the truth)."""
+    words = len(job["text"].split())
+    if job["engine"] == "espeak":
+        return _estimate_seconds(words, job["speed"])
+    return words * 60.0 / ENGINE_WPM[job["engine"]] * job["stretch"] + 2 * SILENCE_PAD
 
 
 # ---------------------------------------------------------------------------------------------- audio
@@ -413,12 +570,14 @@ def _write(out: Path, utt_id: str, pcm: np.ndarray, text: str) -> dict:
 def _make_utterance(job: dict) -> dict:
     """Worker: synthesise (or corrupt) one planned utterance and write its two files; returns the manifest entry."""
     out = Path(job["out"])
-    if job["split"] == "test-noisy":
-        clean = out.parent / "test" / "audio" / f"{job['id']}.flac"
+    if job["split"].startswith("test-noisy"):  # test-noisy[-<engine>] corrupts test[-<engine>]
+        clean = out.parent / job["split"].replace("test-noisy", "test", 1) / "audio" / f"{job['id']}.flac"
         audio, _ = sf.read(str(clean), dtype="float32")
         audio = corrupt(audio, job)
-    else:
+    elif job.get("engine", "espeak") == "espeak":
         audio = trim_silence(speak(job["spoken"], job["voice"], job["variant"], job["speed"], job["pitch"]))
+    else:
+        audio = trim_silence(tts.speak(job["engine"], job["spoken"], job["voice"], job["stretch"], job["pitch_scale"]))
     entry = {k: v for k, v in job.items() if k not in ("out", "split")}
     return entry | _write(out, job["id"], to_pcm16(audio, job["level"]), job["text"])
 
@@ -447,8 +606,8 @@ def _prepare_out(out: Path, split_names: list[str]) -> None:
     """Make OUT empty of generated files; refuse to touch a non-empty folder this script did not write."""
     if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
         raise FileExistsError(f"{out} is not empty and has no manifest.json; pick an empty or new --out folder")
-    for name in ["audio", "transcriptions", "train", "dev", "test", "test-noisy", "manifest.json"]:
-        path = out / name
+    names = ["audio", "transcriptions", "train", "dev", "test", "test-noisy", "manifest.json"]
+    for path in [out / name for name in names] + sorted(out.glob("test-*")):  # test-<engine> of a mixed corpus
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -458,9 +617,26 @@ def _prepare_out(out: Path, split_names: list[str]) -> None:
             (out / name / sub if name else out / sub).mkdir(parents=True, exist_ok=True)
 
 
+def _spec_record(spec: CorpusSpec) -> dict:
+    """The spec as the manifest stores it; an espeak-only spec leaves out `engines`, as before mixed corpora."""
+    record = dataclasses.asdict(spec)
+    if not spec.engines:
+        del record["engines"]
+    return record
+
+
+def _check_engine(engine: str, voices: set[str]) -> str:
+    """Fail early, by name, when an engine or a voice the plan uses is missing; the engine's version."""
+    found = tts.version(engine)
+    missing = sorted(voices & set(tts.missing_voices(engine)))
+    if missing:
+        raise ASRError(f"{engine}: no voice(s) {missing} — install them ({tts.INSTALL[engine]})")
+    return found
+
+
 def generate(spec: CorpusSpec, out: Path, seed: int, text_path: Path, workers: int, preset: str = "") -> dict:
     """Build the corpus under `out` and return the manifest (also written to out/manifest.json)."""
-    version = espeak_version()
+    version = espeak_version() if "espeak" in (spec.engines or ("espeak",)) else None
     if spec.digits:  # as many strings as the splits use: train sentences are never reused by other voices
         if spec.train_utterances is None:
             raise ValueError("a digit-string corpus is sized by --train_utterances, not --train_hours")
@@ -469,7 +645,11 @@ def generate(spec: CorpusSpec, out: Path, seed: int, text_path: Path, workers: i
     else:
         sentences = load_sentences(text_path, spec.min_words, spec.max_words)
     plan = plan_corpus(spec, sentences, seed)
-    _check_variants({job["variant"] for jobs in plan.values() for job in jobs})
+    _check_variants(
+        {job["variant"] for jobs in plan.values() for job in jobs if job.get("engine", "espeak") == "espeak"}
+    )
+    engines = {e: _check_engine(e, {j["voice"] for jobs in plan.values() for j in jobs if j.get("engine") == e})
+               for e in spec.engines if e != "espeak"}  # fmt: skip
     split_dirs = {split: (out / split if spec.splits else out) for split in plan}
     _prepare_out(out, [split if spec.splits else "" for split in plan])
 
@@ -477,7 +657,7 @@ def generate(spec: CorpusSpec, out: Path, seed: int, text_path: Path, workers: i
         "generator": "benchmarks/synth_corpus.py",
         "preset": preset,
         "seed": seed,
-        "spec": dataclasses.asdict(spec),
+        "spec": _spec_record(spec),
         "text": "digits" if spec.digits else text_path.name,
         "text_sha256": None if spec.digits else _sha256(text_path),
         "usable_sentences": len(sentences),
@@ -485,9 +665,11 @@ def generate(spec: CorpusSpec, out: Path, seed: int, text_path: Path, workers: i
         "sample_rate": SAMPLE_RATE,
         "splits": {},
     }
+    if engines:
+        manifest["engines"] = engines  # {engine: version}
     for split, jobs in plan.items():  # test-noisy comes after test: it reads the clean test audio
         entries = _run([{**job, "out": str(split_dirs[split])} for job in jobs], workers)
-        speakers = sorted({f"{e['voice']}+{e['variant']}" for e in entries})
+        speakers = sorted({e.get("speaker", f"{e['voice']}+{e['variant']}") for e in entries})
         manifest["splits"][split] = {
             "hours": round(sum(e["seconds"] for e in entries) / 3600, 4),
             "speakers": len(speakers),
@@ -499,11 +681,18 @@ def generate(spec: CorpusSpec, out: Path, seed: int, text_path: Path, workers: i
 
 
 def summary(manifest: dict) -> str:
-    """Hours, utterances and speakers per split."""
-    lines = [f"{'split':<12} {'hours':>7} {'utts':>6} {'speakers':>8} {'words':>7}"]
+    """Hours, utterances and speakers per split (and, in a mixed corpus, the training hours of each engine)."""
+    width = max(12, *(len(split) for split in manifest["splits"]))
+    lines = [f"{'split':<{width}} {'hours':>7} {'utts':>6} {'speakers':>8} {'words':>7}"]
     for split, info in manifest["splits"].items():
         words = sum(len(u["text"].split()) for u in info["utterances"])
-        lines.append(f"{split:<12} {info['hours']:>7.3f} {len(info['utterances']):>6} {info['speakers']:>8} {words:>7}")
+        n = len(info["utterances"])
+        lines.append(f"{split:<{width}} {info['hours']:>7.3f} {n:>6} {info['speakers']:>8} {words:>7}")
+    train = manifest["splits"]["train"]["utterances"]
+    engines = sorted({u["engine"] for u in train if "engine" in u})
+    if engines:
+        hours = {e: sum(u["seconds"] for u in train if u["engine"] == e) / 3600 for e in engines}
+        lines.append("train hours by engine: " + ", ".join(f"{e} {h:.3f}" for e, h in hours.items()))
     return "\n".join(lines)
 
 
@@ -531,11 +720,10 @@ def main(argv: list[str] | None = None) -> None:
     manifest = generate(spec, args.out, args.seed, args.text, args.workers, preset=args.preset)
     elapsed = time.perf_counter() - start
     print(summary(manifest))
-    print(f"wrote {args.out} in {elapsed:.1f} s with {args.workers} worker(s) (espeak-ng {manifest['espeak_ng']})")
+    versions = {"espeak-ng": manifest["espeak_ng"], **manifest.get("engines", {})}
+    engines = ", ".join(f"{e} {v}" for e, v in versions.items() if v)
+    print(f"wrote {args.out} in {elapsed:.1f} s with {args.workers} worker(s) ({engines})")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as e:  # bad input: the message names it; no traceback
-        sys.exit(f"error: {e}")
+    sys.exit(run_cli(main))  # bad input: one line naming it, exit status 2; a traceback with --debug

@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import needs_espeak
 
 from asr.manifest import MANIFEST_NAME
 from asr.text import normalize
-from benchmarks import synth_corpus
+from benchmarks import synth_corpus, tts
 
 BOOK = """The Project Gutenberg EBook of a Test, by Nobody
 
@@ -226,3 +227,106 @@ def test_documented_command_regenerates_the_example(tmp_path: Path) -> None:
         a, _ = sf.read(str(EXAMPLE / "audio" / f"{e['id']}.flac"), dtype="int16")
         b, _ = sf.read(str(tmp_path / "example" / "audio" / f"{e['id']}.flac"), dtype="int16")
         assert a.shape == b.shape and int(abs(a.astype(int) - b.astype(int)).max()) <= 1, e["id"]
+
+
+# ---------------------------------------------------------------------------------------------- mixed engines
+
+needs_engines = pytest.mark.skipif(
+    [e for e in ("espeak-ng", "flite", "festival") if shutil.which(e) is None] != [],
+    reason="LOUD SKIP: the mixed corpus is not built here — it needs espeak-ng, flite and festival "
+    "(apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)",
+)
+TINY_MIXED = dataclasses.replace(
+    synth_corpus.PRESETS["mixed"], min_words=4, max_words=10, train_utterances=3, dev_utterances=3, test_utterances=3
+)
+
+
+def _speakers(plan: dict, split: str) -> set[str]:
+    return {job["speaker"] for job in plan[split]}
+
+
+def test_mixed_plan_keeps_test_voices_and_sentences_out_of_training(book: Path) -> None:
+    sentences = synth_corpus.load_sentences(book, 4, 10)
+    spec = dataclasses.replace(TINY_MIXED, train_utterances=60, dev_utterances=3, test_utterances=6)
+    plan = synth_corpus.plan_corpus(spec, sentences, seed=1)
+    assert plan == synth_corpus.plan_corpus(spec, sentences, seed=1)
+    engines = ("espeak", "flite", "festival")
+    assert list(plan) == ["train", "dev"] + [f"test{n}-{e}" for e in engines for n in ("", "-noisy")]
+    assert [len(plan[s]) for s in plan] == [60, 3, 2, 2, 2, 2, 2, 2]
+    assert [j["engine"] for j in plan["train"][:6]] == list(engines) * 2  # the engines take turns
+    assert [j["engine"] for j in plan["dev"]] == list(engines)
+    train_voices = {(j["engine"], j["voice"]) for j in plan["train"]}
+    assert train_voices == {
+        ("flite", "kal16"), ("flite", "rms"), ("flite", "slt"), ("festival", "kal"), ("festival", "slt-hts"),
+    } | {("espeak", v) for v in spec.voices if ("espeak", v) in train_voices}  # fmt: skip
+    train_text = {j["text"] for j in plan["train"]}
+    for engine in engines:
+        test = plan[f"test-{engine}"]
+        assert all(j["engine"] == engine for j in test)
+        assert not _speakers(plan, f"test-{engine}") & _speakers(plan, "train")
+        assert not {j["text"] for j in test} & train_text
+        assert [j["id"] for j in plan[f"test-noisy-{engine}"]] == [j["id"] for j in test]
+    assert {j["voice"] for j in plan["test-flite"]} == {"awb"} and {j["voice"] for j in plan["test-festival"]} == {
+        "ked"
+    }
+    espeak_train = {j["variant"] for j in plan["train"] if j["engine"] == "espeak"}
+    assert not {j["variant"] for j in plan["test-espeak"] + plan["dev"] if j["engine"] == "espeak"} & espeak_train
+    assert not _speakers(plan, "dev") & _speakers(plan, "train") and not {j["text"] for j in plan["dev"]} & train_text
+    for j in plan["train"] + plan["dev"]:  # speaker = engine + voice + variation; id = speaker + index
+        assert j["speaker"] == f"{j['engine']}-{j['voice']}+{j['variant']}" and j["id"].startswith(j["speaker"] + "-")
+        if j["engine"] != "espeak":
+            assert j["variant"] == synth_corpus._setting_name(j["stretch"], j["pitch_scale"])
+            assert j["pitch_scale"] == 1.0 or (j["engine"], j["voice"]) not in tts.PITCHLESS
+
+
+def test_mixed_preset_holds_out_the_benchmark_sentences_and_variants(book: Path) -> None:
+    sentences = synth_corpus.load_sentences(book, 4, 10) * 120  # enough for 800 held-out sentences
+    benchmark = synth_corpus.plan_corpus(synth_corpus.PRESETS["benchmark"], sentences, seed=0)
+    mixed = synth_corpus.plan_corpus(synth_corpus.PRESETS["mixed"], sentences, seed=0)
+    tests = [j for split in mixed if split.startswith("test-") and "noisy" not in split for j in mixed[split]]
+    assert [j["text"] for j in tests] == [j["text"] for j in benchmark["test"]]
+    assert [j["text"] for j in mixed["dev"]] == [j["text"] for j in benchmark["dev"]]
+    for split in ("dev", "test"):
+        espeak = [j for j in mixed[split if split == "dev" else "test-espeak"] if j["engine"] == "espeak"]
+        assert {j["variant"] for j in espeak} <= {j["variant"] for j in benchmark[split]}
+    assert synth_corpus.PRESETS["mixed"].train_hours == synth_corpus.PRESETS["benchmark"].train_hours
+
+
+def test_festival_script_sets_the_voice_rate_and_pitch() -> None:
+    diphone = tts.festival_script('He said "no".', "kal", 1.15, 0.95, Path("/x/o.wav"))
+    assert diphone.splitlines() == [
+        "(voice_kal_diphone)",
+        "(Parameter.set 'Duration_Stretch (* 1.15 (Parameter.get 'Duration_Stretch)))",
+        "(set! int_lr_params '((target_f0_mean 99.750) (target_f0_std 13.300) (model_f0_mean 170) (model_f0_std 34)))",
+        '(utt.save.wave (SynthText "He said \\"no\\".") "/x/o.wav" \'riff)',
+    ]
+    hts = tts.festival_script("Hello.", "slt-hts", 1.25, 1.0, Path("o.wav")).splitlines()
+    assert hts[1] == '(set! hts_engine_params (append hts_engine_params (list (list "-r" 0.800000))))'
+    with pytest.raises(ValueError, match="no pitch control"):
+        tts.speak("festival", "Hello.", "slt-hts", 1.0, 1.1)
+
+
+@needs_engines
+def test_tiny_mixed_corpus_has_three_engines_and_unseen_test_voices(book: Path, tmp_path: Path) -> None:
+    first = synth_corpus.generate(TINY_MIXED, tmp_path / "a", seed=2, text_path=book, workers=1, preset="mixed")
+    synth_corpus.generate(TINY_MIXED, tmp_path / "b", seed=2, text_path=book, workers=2, preset="mixed")
+    sums = _checksums(tmp_path / "a")
+    assert sums == _checksums(tmp_path / "b")  # flite and festival are deterministic too
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest == json.loads(json.dumps(first)) and set(manifest["engines"]) == {"flite", "festival"}
+    train = manifest["splits"]["train"]["utterances"]
+    assert {e["engine"] for e in train} == {"espeak", "flite", "festival"}
+    for split, info in manifest["splits"].items():
+        for e in info["utterances"]:
+            path = tmp_path / "a" / split / "audio" / f"{e['id']}.flac"
+            sf_info = sf.info(str(path))
+            assert (sf_info.samplerate, sf_info.channels) == (16000, 1) and sf_info.frames == round(
+                e["seconds"] * 16000
+            )
+            assert 0.5 < e["seconds"] < 10 and sums[f"{split}/audio/{e['id']}.flac"] == e["sha256_audio"]
+    train_speakers = {e["speaker"] for e in train}
+    for engine in ("espeak", "flite", "festival"):
+        test = manifest["splits"][f"test-{engine}"]["utterances"]
+        assert test and {e["engine"] for e in test} == {engine}
+        assert not {e["speaker"] for e in test} & train_speakers
+    assert "test-festival" in synth_corpus.summary(manifest)
