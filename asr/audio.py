@@ -9,13 +9,18 @@ file that would have to travel with the model, and it behaves the same at
 training and inference time.
 """
 
+from __future__ import annotations
+
 import functools
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 SAMPLE_RATE = 16000  # Hz
 WIN_LENGTH = 400  # samples = 25 ms
@@ -41,6 +46,8 @@ def torchaudio() -> ModuleType:
 
     torchaudio 2.11.1 declares `torch>=2.11` but does not load with torch 2.11-2.13 (undefined symbol);
     2.11.0 is built on torch's stable ABI and loads with torch 2.11 and later (requirements.txt)."""
+    import torch  # here, not at the top: the ONNX runtime reads audio without torch (asr/onnx_runtime.py)
+
     try:
         import torchaudio as module
     except (ImportError, OSError) as e:  # OSError: libtorchaudio.so built against another torch
@@ -71,6 +78,8 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 def resample(audio: np.ndarray, rate: int) -> np.ndarray:
     """Resample (samples,) audio from `rate` Hz to SAMPLE_RATE with a windowed-sinc filter."""
+    import torch
+
     out = torchaudio().functional.resample(torch.from_numpy(audio), rate, SAMPLE_RATE)
     return out.numpy()
 
@@ -89,11 +98,12 @@ def num_frames(num_samples: int) -> int:
     return num_samples // HOP_LENGTH + 1
 
 
-class LogMel(torch.nn.Module):
-    """(samples,) waveform -> (frames, n_mels) normalised log-mel features."""
+class LogMel:
+    """(samples,) waveform tensor -> (frames, n_mels) normalised log-mel features; `log_mel` is its numpy twin.
+
+    A plain callable rather than a torch.nn.Module, so that importing this module does not import torch."""
 
     def __init__(self, n_mels: int = 80) -> None:
-        super().__init__()
         self.mel = torchaudio().transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE,
             n_fft=N_FFT,
@@ -109,10 +119,53 @@ class LogMel(torch.nn.Module):
         if empty:
             raise ValueError(f"{empty} of {n_mels} mel filters are empty between {F_MIN} and {F_MAX} Hz; lower n_mels")
 
-    @torch.no_grad()
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        mel = self.mel(audio)  # (n_mels, frames)
+    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.no_grad():
+            mel = self.mel(audio)  # (n_mels, frames)
         logmel = torch.log(mel + LOG_FLOOR)
         mean = logmel.mean(dim=1, keepdim=True)
         std = logmel.std(dim=1, keepdim=True, unbiased=False)
         return ((logmel - mean) / (std + 1e-5)).T.contiguous()  # (frames, n_mels)
+
+
+def log_mel(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
+    """(samples,) 16 kHz audio -> (frames, n_mels) float32 features: `LogMel` in numpy, equal within 1e-4.
+
+    The ONNX runtime's front end (asr/onnx_runtime.py), so that transcribing needs no torch: the same centered
+    STFT (zero padding, periodic Hann window of WIN_LENGTH centred in N_FFT), power spectrum, HTK mel filters
+    without area normalisation, log with LOG_FLOOR and per-utterance normalisation, computed in float64."""
+    audio = np.asarray(audio, dtype=np.float64)
+    padded = np.pad(audio, N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]  # (frames, N_FFT)
+    power = np.abs(np.fft.rfft(frames * _stft_window(), axis=1)) ** 2  # (frames, N_FFT // 2 + 1)
+    logmel = np.log(power @ mel_filterbank(n_mels) + LOG_FLOOR)  # (frames, n_mels)
+    mean, std = logmel.mean(axis=0), logmel.std(axis=0)
+    return ((logmel - mean) / (std + 1e-5)).astype(np.float32)
+
+
+@functools.cache
+def mel_filterbank(n_mels: int) -> np.ndarray:
+    """(N_FFT // 2 + 1, n_mels) triangular HTK-mel filters from F_MIN to F_MAX, peak 1 (torchaudio's
+    melscale_fbanks with norm=None, mel_scale="htk")."""
+    freqs = np.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)
+    mels = np.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), n_mels + 2)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # (n_mels + 2,) Hz
+    slopes = edges[None, :] - freqs[:, None]  # (freqs, n_mels + 2)
+    widths = np.diff(edges)
+    rising, falling = -slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def _hz_to_mel(hz: float) -> float:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+@functools.cache
+def _stft_window() -> np.ndarray:
+    """The periodic Hann window of WIN_LENGTH samples, zero-padded on both sides to N_FFT, as torch.stft pads it."""
+    n = np.arange(WIN_LENGTH)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / WIN_LENGTH)
+    left = (N_FFT - WIN_LENGTH) // 2
+    return np.pad(window, (left, N_FFT - WIN_LENGTH - left))

@@ -330,6 +330,9 @@ class InferenceConfig:
         " model one per spare CPU core, up to 8 (as train.py's LibriSpeech recipe), on a CPU none (the model's"
         " threads use every core there, and loading is a small share of the time)",
     )
+    onnx: str | None = _f(
+        None, "instead of --checkpoint: a model exported by export.py, run on onnxruntime (CPU) without PyTorch"
+    )
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,20 @@ class WeightsConfig:
     sha256: str | None = _f(None, "expected SHA-256 of the --url file (strongly recommended)")
     name: str | None = _f(None, "file name for the --url download; default: the last part of the URL")
     retries: int = _f(6, "retries per address after a dropped connection")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """One export.py invocation."""
+
+    checkpoint: str | None = _f(None, "checkpoint to export; default: the newest runs/*/best.pt, else weights/*.pt")
+    out: str = _f("model.onnx", "the ONNX file to write (only after it passes verification)")
+    quantize: str = _f(
+        "none", "int8: onnxruntime dynamic quantisation (int8 weights), judged by WER/CER", choices=["none", "int8"]
+    )
+    data_dir: str = _f(
+        "data/example", "recordings (audio/ + transcriptions/) whose greedy transcripts must match PyTorch's"
+    )
 
 
 # A resumed run continues its batches, its schedule and its weights: these cannot change with --resume
