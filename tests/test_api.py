@@ -69,8 +69,8 @@ def test_help_shows_the_front_door_and_import_stays_light():
         " -> asr.infer.Recognizer | asr.onnx_runtime.OnnxRecognizer" in shown
     )
     assert (
-        "transcribe(model: asr.infer.Recognizer | asr.onnx_runtime.OnnxRecognizer, audio: str | pathlib.Path | numpy.ndarray, decoder: str = 'greedy'"
-        in shown
+        "transcribe(model: asr.infer.Recognizer | asr.onnx_runtime.OnnxRecognizer, "
+        "audio: str | pathlib.Path | numpy.ndarray, decoder: str = 'greedy'" in shown
     )
     assert asr.__all__ == ["Recognizer", "load_audio", "load_lm", "load_model", "transcribe"]
     assert sorted(set(asr.__all__) - set(dir(asr))) == []
