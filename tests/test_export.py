@@ -16,7 +16,7 @@ import torch
 import asr
 import export
 import inference
-from asr.audio import LogMel, load_audio, log_mel
+from asr.audio import SAMPLE_RATE, LogMel, load_audio, log_mel, resample_numpy, torchaudio
 from asr.bpe import train_bpe
 from asr.checkpoint import model_state, save_checkpoint
 from asr.config import MODEL_PRESETS
@@ -138,6 +138,17 @@ def test_numpy_features_equal_logmel_to_float32_rounding():
             assert np.abs(log_mel(audio, n_mels) - theirs).max() < 2e-4
         short = np.random.default_rng(0).standard_normal(401).astype(np.float32) * 0.1
         assert log_mel(short, n_mels).shape == featurize(torch.from_numpy(short)).shape == (3, n_mels)
+
+
+def test_numpy_resampling_equals_torchaudio():
+    rng = np.random.default_rng(0)
+    for rate in (8000, 22050, 44100, 48000):
+        for n in (1, 399, 12345):
+            audio = (0.3 * rng.standard_normal(n)).astype(np.float32)
+            theirs = torchaudio().functional.resample(torch.from_numpy(audio), rate, SAMPLE_RATE).numpy()
+            ours = resample_numpy(audio, rate)
+            assert ours.shape == theirs.shape and ours.dtype == np.float32
+            assert np.abs(ours - theirs).max() < 1e-4
 
 
 def test_inference_onnx_writes_the_predictions_of_the_checkpoint(exported, subset, tmp_path):
