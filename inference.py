@@ -83,6 +83,8 @@ def run_onnx_model(config: InferenceConfig, report: DataReport) -> tuple[dict, d
 
     model = load_onnx(config.onnx)
     print(f"onnx: {config.onnx} (onnxruntime, CPU, {model.quantization if model.quantization != 'none' else 'fp32'})")
+    if config.dataset:
+        ensure_splits(config.dataset, config.librispeech_dir, config.download)
     utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report)
     print(f"{len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min of audio")
     log_probs: dict[str, np.ndarray] = {}

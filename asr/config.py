@@ -371,7 +371,10 @@ class ExportConfig:
     checkpoint: str | None = _f(None, "checkpoint to export; default: the newest runs/*/best.pt, else weights/*.pt")
     out: str = _f("model.onnx", "the ONNX file to write (only after it passes verification)")
     quantize: str = _f(
-        "none", "int8: onnxruntime dynamic quantisation (int8 weights), judged by WER/CER", choices=["none", "int8"]
+        "none",
+        "int8: Conv and MatMul weights and activations in int8 (onnxruntime static quantisation, ranges calibrated"
+        " on --data_dir); int8-dynamic: activation ranges per batch at run time (slower on a CPU); judged by WER/CER",
+        choices=["none", "int8", "int8-dynamic"],
     )
     data_dir: str = _f(
         "data/example", "recordings (audio/ + transcriptions/) whose greedy transcripts must match PyTorch's"

@@ -9,8 +9,8 @@ in float64 (no STFT operator whose float32 rounding would differ from torch's).
 
 Verification (`check_log_probs`, `check_transcripts`) runs before the file is written: onnxruntime against
 PyTorch on generated inputs of several lengths and batch sizes (max absolute log-prob difference, refused above
-`TOLERANCE`), then greedy transcripts of a folder of recordings, which must be identical. int8 (onnxruntime's
-dynamic quantisation: int8 weights, activations quantised per batch at run time) is judged by WER/CER instead.
+`TOLERANCE`), then greedy transcripts of a folder of recordings, which must be identical. int8 models
+(`quantize_int8`: convolutions and the output layer in int8, static or dynamic) are judged by WER/CER instead.
 """
 
 import dataclasses
@@ -149,21 +149,42 @@ def export_checkpoint_metadata(network: DeepSpeech2, tokenizer: Tokenizer, quant
     return metadata(dataclasses.asdict(network.config), tokenizer, frame_rate(network.config), quantization, source)
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """onnxruntime's dynamic quantisation: int8 weights for MatMul/Gemm/Conv/GRU/LSTM, uint8 activations
-    quantised per batch at run time; the metadata is copied over."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantize_int8(src: Path, dst: Path, calibration: Sequence[np.ndarray] | None = None) -> None:
+    """Quantise the Conv and MatMul weights to int8 (the GRU/LSTM layers stay fp32: onnxruntime has no int8 GRU).
 
-    root = logging.getLogger()  # quantize_dynamic logs a warning suggesting a pre-processing pass on the root logger
+    With `calibration` ((T, n_mels) feature arrays): static quantisation, activation ranges fixed from those
+    inputs, QLinearConv/QLinearMatMul operators (`int8`). Without: dynamic quantisation, activation ranges taken
+    from every batch at run time (`int8-dynamic`; its ConvInteger is slower than fp32 Conv on a CPU). The
+    metadata of `src` is copied over."""
+    import onnx
+    from onnxruntime import quantization as q
+
+    root = logging.getLogger()  # the quantiser logs advice on the root logger (a pre-processing pass)
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        if calibration is None:
+            q.quantize_dynamic(
+                str(src), str(dst), weight_type=q.QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul"]
+            )
+        else:
+            q.quantize_static(str(src), str(dst), _Calibration(calibration), quant_format=q.QuantFormat.QOperator,
+                              op_types_to_quantize=["Conv", "MatMul"], activation_type=q.QuantType.QUInt8,
+                              weight_type=q.QuantType.QInt8)  # fmt: skip
     finally:
         root.setLevel(level)
     props = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     write_metadata(dst, props)
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over feature arrays: one utterance per batch."""
+
+    def __init__(self, features: Sequence[np.ndarray]) -> None:
+        self._inputs = iter([{"features": f[None], "lengths": np.array([len(f)], dtype=np.int64)} for f in features])
+
+    def get_next(self) -> dict | None:
+        return next(self._inputs, None)
 
 
 def export_verified(network: DeepSpeech2, tokenizer: Tokenizer, checkpoint: Path, out: Path, quantize: str,
@@ -193,13 +214,16 @@ def export_verified(network: DeepSpeech2, tokenizer: Tokenizer, checkpoint: Path
             raise ExportError(f"{out}: greedy transcripts differ on {len(differ)} of {len(files)} recordings of "
                               f"{data_dir} ({shown}) — not written")  # fmt: skip
         print(f"greedy transcripts identical on {len(files)} of {len(files)} recordings of {data_dir}")
-        if quantize == "int8":
-            quantize_int8(fp32, int8)
-            write_metadata(int8, export_checkpoint_metadata(network, tokenizer, "int8", checkpoint.name))
+        if quantize != "none":
+            static = quantize == "int8"  # int8: static, calibrated on data_dir; int8-dynamic: dynamic
+            quantize_int8(
+                fp32, int8, [log_mel(load_audio(f), network.config.n_mels) for f in files] if static else None
+            )
+            write_metadata(int8, export_checkpoint_metadata(network, tokenizer, quantize, checkpoint.name))
             quantized = load_onnx(int8)
             report_int8(theirs, greedy_transcripts(lambda s: quantized.log_probs([s])[0], files, tokenizer, data_dir))
-        (int8 if quantize == "int8" else fp32).replace(out)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {'int8' if quantize == 'int8' else 'fp32'})")
+        (fp32 if quantize == "none" else int8).replace(out)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {'fp32' if quantize == 'none' else quantize})")
     finally:
         for tmp in (fp32, int8):
             tmp.unlink(missing_ok=True)

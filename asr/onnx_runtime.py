@@ -29,8 +29,9 @@ INPUTS = ("features", "lengths")  # graph input names, (B, T, n_mels) float32 an
 OUTPUTS = ("log_probs", "output_lengths")  # (B, T', V) float32 and (B,) int64
 
 
-class OnnxModelError(ASRError):
-    """An ONNX file this runtime cannot use; the message names the file and says what to do."""
+class OnnxModelError(ASRError, ValueError):
+    """An ONNX file this runtime cannot use; the message names the file and says what to do (a ValueError too,
+    as the other bad-input errors inference.py reports in one line)."""
 
 
 @dataclass(frozen=True, eq=False)

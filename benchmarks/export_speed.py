@@ -9,8 +9,10 @@ in memory to (T', V) log-probabilities, front end included (PyTorch: `LogMel`, b
 2 CPU threads (`--threads`; torch.set_num_threads and onnxruntime's intra-op threads). After one untimed pass,
 the fastest of `--reps` timed passes is kept. Printed: audio seconds per second and the ratios to PyTorch fp32
 and onnxruntime fp32 on the same thread count, measured in the same run; and the size of each file (PyTorch:
-the model's state alone, without a training checkpoint's optimizer state). The ONNX files are exported here
-(`asr.export.export_onnx`, `quantize_int8`) without export.py's verification: run export.py for that.
+the model's state alone, without a training checkpoint's optimizer state). int8 is static quantisation calibrated
+on --calibration_dir (export.py --quantize int8), int8-dynamic is export.py --quantize int8-dynamic. The ONNX
+files are exported here (`asr.export.export_onnx`, `quantize_int8`) without export.py's verification: run
+export.py for that.
 """
 
 import argparse
@@ -24,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr.audio import SAMPLE_RATE, LogMel, load_audio  # noqa: E402
+from asr.audio import SAMPLE_RATE, LogMel, load_audio, log_mel  # noqa: E402
 from asr.checkpoint import load_checkpoint, model_from_checkpoint, model_state  # noqa: E402
 from asr.config import MODEL_PRESETS  # noqa: E402
-from asr.export import export_checkpoint_metadata, export_onnx, quantize_int8, write_metadata  # noqa: E402
+from asr.export import audio_files, export_checkpoint_metadata, export_onnx, quantize_int8, write_metadata  # noqa: E402
 from asr.model import DeepSpeech2, count_parameters  # noqa: E402
 from asr.onnx_runtime import load_onnx  # noqa: E402
 from asr.text import CharTokenizer  # noqa: E402
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=20)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--calibration_dir", default="data/example", help="recordings that calibrate static int8")
     parser.add_argument("--keep", help="folder to keep the exported .onnx files in (default: a temporary one)")
     args = parser.parse_args()
 
@@ -74,11 +77,14 @@ def main() -> None:
         source = Path(f"untrained-{args.preset}.pt")
     folder = Path(args.keep or tempfile.mkdtemp(prefix="export-speed-"))
     folder.mkdir(parents=True, exist_ok=True)
-    fp32, int8, weights = folder / f"{source.stem}.onnx", folder / f"{source.stem}-int8.onnx", folder / "weights.pt"
+    fp32, weights = folder / f"{source.stem}.onnx", folder / "weights.pt"
+    int8, dynamic = folder / f"{source.stem}-int8.onnx", folder / f"{source.stem}-int8-dynamic.onnx"
     export_onnx(network, fp32)
     write_metadata(fp32, export_checkpoint_metadata(network, tokenizer, "none", source.name))
-    quantize_int8(fp32, int8)
-    write_metadata(int8, export_checkpoint_metadata(network, tokenizer, "int8", source.name))
+    calibration = [log_mel(load_audio(f), network.config.n_mels) for f in audio_files(args.calibration_dir)]
+    for path, features, kind in ((int8, calibration, "int8"), (dynamic, None, "int8-dynamic")):
+        quantize_int8(fp32, path, features)
+        write_metadata(path, export_checkpoint_metadata(network, tokenizer, kind, source.name))
     torch.save(model_state(network, tokenizer), weights)  # the model alone, as a checkpoint without training state
 
     featurize = LogMel(network.config.n_mels)
@@ -87,14 +93,14 @@ def main() -> None:
     seconds = sum(len(a) for a in audios) / SAMPLE_RATE
     print(f"model: {source} ({count_parameters(network) / 1e6:.2f} M parameters); {len(files)} utterances, "
           f"{seconds:.1f} s of audio, one at a time; torch {torch.__version__}")  # fmt: skip
-    sizes = {"PyTorch fp32": weights.stat().st_size, "onnxruntime fp32": fp32.stat().st_size,
-             "onnxruntime int8": int8.stat().st_size}  # fmt: skip
+    onnx_files = {"onnxruntime fp32": fp32, "onnxruntime int8": int8, "onnxruntime int8-dynamic": dynamic}
+    sizes = {"PyTorch fp32": weights.stat().st_size} | {name: p.stat().st_size for name, p in onnx_files.items()}
     print("| threads | engine | audio s/s | vs PyTorch fp32 | vs onnxruntime fp32 | file MB |")
     print("|---|---|---|---|---|---|")
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         engines = {"PyTorch fp32": lambda a: torch_log_probs(network, featurize, a)}
-        for name, path in (("onnxruntime fp32", fp32), ("onnxruntime int8", int8)):
+        for name, path in onnx_files.items():
             model = load_onnx(path, threads=threads)
             engines[name] = lambda a, m=model: m.log_probs([a])[0]
         speed = {name: seconds / timed(fn, audios, args.reps) for name, fn in engines.items()}

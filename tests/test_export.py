@@ -20,7 +20,7 @@ from asr.audio import SAMPLE_RATE, LogMel, load_audio, log_mel, resample_numpy, 
 from asr.bpe import train_bpe
 from asr.checkpoint import model_state, save_checkpoint
 from asr.config import MODEL_PRESETS
-from asr.export import ExportError, export_onnx, generated_inputs, torch_log_probs
+from asr.export import ExportError, export_onnx, generated_inputs, quantize_int8, torch_log_probs
 from asr.model import DeepSpeech2
 from asr.onnx_runtime import OnnxModelError, load_onnx, metadata, read_metadata
 from asr.text import CharTokenizer
@@ -125,6 +125,17 @@ def test_int8_export_runs_and_reports_wer(tmp_path, subset, capsys):
     model = asr.load_model(out)
     assert model.quantization == "int8"
     assert isinstance(asr.transcribe(model, subset / "audio" / f"{SUBSET[0]}.flac"), str)
+
+
+def test_dynamic_int8_keeps_the_metadata_and_transcribes(exported, tmp_path):
+    _, onnx_file, _ = exported
+    quantize_int8(onnx_file, tmp_path / "dynamic.onnx")  # no calibration: dynamic quantisation
+    model, fp32 = asr.load_model(tmp_path / "dynamic.onnx"), asr.load_model(onnx_file)
+    assert model.tokenizer.vocab == fp32.tokenizer.vocab and model.model_config == fp32.model_config
+    assert (
+        model.forward(generated_inputs(model.n_mels, (1.0, 2.0)))[1].shape
+        == fp32.forward(generated_inputs(fp32.n_mels, (1.0, 2.0)))[1].shape
+    )
 
 
 def test_numpy_features_equal_logmel_to_float32_rounding():
