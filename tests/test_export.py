@@ -132,10 +132,8 @@ def test_dynamic_int8_keeps_the_metadata_and_transcribes(exported, tmp_path):
     quantize_int8(onnx_file, tmp_path / "dynamic.onnx")  # no calibration: dynamic quantisation
     model, fp32 = asr.load_model(tmp_path / "dynamic.onnx"), asr.load_model(onnx_file)
     assert model.tokenizer.vocab == fp32.tokenizer.vocab and model.model_config == fp32.model_config
-    assert (
-        model.forward(generated_inputs(model.n_mels, (1.0, 2.0)))[1].shape
-        == fp32.forward(generated_inputs(fp32.n_mels, (1.0, 2.0)))[1].shape
-    )
+    assert model.quantization == "none"  # the fp32 file's metadata, copied; export.py rewrites it
+    assert isinstance(asr.transcribe(model, EXAMPLE / "audio" / f"{SUBSET[0]}.flac"), str)
 
 
 def test_numpy_features_equal_logmel_to_float32_rounding():
