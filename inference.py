@@ -53,6 +53,8 @@ DEFAULT_FRAME_RATE = 50.0  # of log-probs saved before the time stride was a set
 
 def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, Tokenizer, float]:
     """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer, output frames per s)."""
+    if config.onnx:
+        return run_onnx_model(config, report)
     model = load_model(config.checkpoint, config.device, config.amp)
     precision = "fp16 autocast, as train.py evaluates" if uses_amp(model.device, model.amp) else "fp32"
     print(f"checkpoint: {config.checkpoint} ({model.device}, {precision})")
@@ -74,6 +76,33 @@ def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, 
                 log_probs[utt_id] = lp[i, : lengths[i]].numpy()  # (T', V)
     rate = frame_rate(model.network.config)
     return log_probs, {u.id: u.text for u in utterances}, model.tokenizer, rate
+
+
+def run_onnx_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, Tokenizer, float]:
+    """`run_model` for a model exported by export.py: onnxruntime on the CPU, numpy features, batches of at most
+    --batch_seconds of padded audio, shortest first."""
+    from asr.audio import AudioError, load_audio
+    from asr.onnx_runtime import batches_by_duration, load_onnx
+
+    model = load_onnx(config.onnx)
+    print(f"onnx: {config.onnx} (onnxruntime, CPU, {model.quantization if model.quantization != 'none' else 'fp32'})")
+    if config.dataset:
+        ensure_splits(config.dataset, config.librispeech_dir, config.download)
+    utterances = load_dataset(config.data_dir or config.dataset, config.librispeech_dir, report)
+    print(f"{len(utterances)} utterances, {sum(u.duration for u in utterances) / 60:.1f} min of audio")
+    log_probs: dict[str, np.ndarray] = {}
+    with tqdm(total=len(utterances), desc="acoustic model (onnx)", unit="utt", disable=None) as bar:
+        for batch in batches_by_duration([u.duration for u in utterances], config.batch_seconds):
+            loaded = {}
+            for i in batch:
+                try:
+                    loaded[utterances[i].id] = load_audio(utterances[i].audio_path)
+                except AudioError as e:
+                    report.failed.append(str(e))
+            if loaded:
+                log_probs.update(zip(loaded, model.log_probs(list(loaded.values())), strict=True))
+            bar.update(len(batch))
+    return log_probs, {u.id: u.text for u in utterances}, model.tokenizer, model.frame_rate
 
 
 def save_logits(folder: Path, log_probs: dict, references: dict, tokenizer: Tokenizer, rate: float) -> None:
@@ -184,7 +213,7 @@ def source_record(config: InferenceConfig, decode_config: DecodeConfig) -> dict:
     else:
         references = None  # a LibriSpeech split: its trans.txt files; metrics.json already holds the score
     return {"data": config.logits or config.data_dir or config.dataset, "references": references,
-            "checkpoint": config.checkpoint, "decoder": decode_config.decoder}  # fmt: skip
+            "checkpoint": config.onnx or config.checkpoint, "decoder": decode_config.decoder}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     elif decode_config.lm is not None:
         raise ASRError("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
 
-    if config.checkpoint is None and not config.logits:
+    if config.onnx and config.checkpoint:
+        sys.exit("give --checkpoint or --onnx, not both")
+    if config.checkpoint is None and not config.logits and not config.onnx:
         config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so below
     report = DataReport()
     if config.logits:
@@ -250,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = score(pairs)
         print(scores)
         metrics = {
-            "checkpoint": None if config.logits else config.checkpoint,
+            "checkpoint": None if config.logits else config.onnx or config.checkpoint,
             "data": config.logits or config.data_dir or config.dataset,
             "decoding": dataclasses.asdict(decode_config),
             **scores.as_dict(),

@@ -9,13 +9,20 @@ file that would have to travel with the model, and it behaves the same at
 training and inference time.
 """
 
+from __future__ import annotations
+
 import functools
+import importlib.util
+import math
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from asr.errors import ASRError
 
@@ -43,6 +50,8 @@ def torchaudio() -> ModuleType:
 
     torchaudio 2.11.1 declares `torch>=2.11` but does not load with torch 2.11-2.13 (undefined symbol);
     2.11.0 is built on torch's stable ABI and loads with torch 2.11 and later (requirements.txt)."""
+    import torch  # here, not at the top: the ONNX runtime reads audio without torch (asr/onnx_runtime.py)
+
     try:
         import torchaudio as module
     except (ImportError, OSError) as e:  # OSError: libtorchaudio.so built against another torch
@@ -72,9 +81,32 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 
 def resample(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Resample (samples,) audio from `rate` Hz to SAMPLE_RATE with a windowed-sinc filter."""
+    """Resample (samples,) audio from `rate` Hz to SAMPLE_RATE with a windowed-sinc filter (torchaudio's; where
+    torch is not installed, as for the ONNX runtime, `resample_numpy`, the same filter)."""
+    if importlib.util.find_spec("torch") is None:
+        return resample_numpy(audio, rate)
+    import torch
+
     out = torchaudio().functional.resample(torch.from_numpy(audio), rate, SAMPLE_RATE)
     return out.numpy()
+
+
+def resample_numpy(audio: np.ndarray, rate: int, zero_crossings: int = 6, rolloff: float = 0.99) -> np.ndarray:
+    """`resample` without torch: torchaudio's default filter (a sinc low-pass at `rolloff` of the lower Nyquist
+    frequency, Hann-windowed over `zero_crossings` zero crossings each side), computed in float64; equal to
+    torchaudio's result to its float32 rounding (within 1e-4 for full-scale noise, tested)."""
+    gcd = math.gcd(rate, SAMPLE_RATE)
+    orig, new = rate // gcd, SAMPLE_RATE // gcd
+    base = min(orig, new) * rolloff
+    width = math.ceil(zero_crossings * orig / base)
+    t = (np.arange(0, -new, -1)[:, None] / new + np.arange(-width, width + orig)[None, :] / orig) * base
+    t = np.clip(t, -zero_crossings, zero_crossings)  # (new, 2 * width + orig)
+    window = np.cos(t * math.pi / zero_crossings / 2) ** 2
+    kernels = np.sinc(t) * window * (base / orig)  # np.sinc(x) = sin(pi x) / (pi x)
+    padded = np.pad(np.asarray(audio, dtype=np.float64), (width, width + orig))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, kernels.shape[1])[::orig]  # (blocks, taps)
+    out = (frames @ kernels.T).reshape(-1)  # each block of `orig` input samples gives `new` output samples
+    return out[: math.ceil(new * len(audio) / orig)].astype(np.float32)
 
 
 def duration_of(path: str | Path) -> float:
@@ -91,11 +123,12 @@ def num_frames(num_samples: int) -> int:
     return num_samples // HOP_LENGTH + 1
 
 
-class LogMel(torch.nn.Module):
-    """(samples,) waveform -> (frames, n_mels) normalised log-mel features."""
+class LogMel:
+    """(samples,) waveform tensor -> (frames, n_mels) normalised log-mel features; `log_mel` is its numpy twin.
+
+    A plain callable rather than a torch.nn.Module, so that importing this module does not import torch."""
 
     def __init__(self, n_mels: int = 80) -> None:
-        super().__init__()
         self.mel = torchaudio().transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE,
             n_fft=N_FFT,
@@ -111,10 +144,53 @@ class LogMel(torch.nn.Module):
         if empty:
             raise ValueError(f"{empty} of {n_mels} mel filters are empty between {F_MIN} and {F_MAX} Hz; lower n_mels")
 
-    @torch.no_grad()
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        mel = self.mel(audio)  # (n_mels, frames)
+    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.no_grad():
+            mel = self.mel(audio)  # (n_mels, frames)
         logmel = torch.log(mel + LOG_FLOOR)
         mean = logmel.mean(dim=1, keepdim=True)
         std = logmel.std(dim=1, keepdim=True, unbiased=False)
         return ((logmel - mean) / (std + 1e-5)).T.contiguous()  # (frames, n_mels)
+
+
+def log_mel(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
+    """(samples,) 16 kHz audio -> (frames, n_mels) float32 features: `LogMel` in numpy, equal within 1e-4.
+
+    The ONNX runtime's front end (asr/onnx_runtime.py), so that transcribing needs no torch: the same centered
+    STFT (zero padding, periodic Hann window of WIN_LENGTH centred in N_FFT), power spectrum, HTK mel filters
+    without area normalisation, log with LOG_FLOOR and per-utterance normalisation, computed in float64."""
+    audio = np.asarray(audio, dtype=np.float64)
+    padded = np.pad(audio, N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]  # (frames, N_FFT)
+    power = np.abs(np.fft.rfft(frames * _stft_window(), axis=1)) ** 2  # (frames, N_FFT // 2 + 1)
+    logmel = np.log(power @ mel_filterbank(n_mels) + LOG_FLOOR)  # (frames, n_mels)
+    mean, std = logmel.mean(axis=0), logmel.std(axis=0)
+    return ((logmel - mean) / (std + 1e-5)).astype(np.float32)
+
+
+@functools.cache
+def mel_filterbank(n_mels: int) -> np.ndarray:
+    """(N_FFT // 2 + 1, n_mels) triangular HTK-mel filters from F_MIN to F_MAX, peak 1 (torchaudio's
+    melscale_fbanks with norm=None, mel_scale="htk")."""
+    freqs = np.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)
+    mels = np.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), n_mels + 2)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # (n_mels + 2,) Hz
+    slopes = edges[None, :] - freqs[:, None]  # (freqs, n_mels + 2)
+    widths = np.diff(edges)
+    rising, falling = -slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def _hz_to_mel(hz: float) -> float:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+@functools.cache
+def _stft_window() -> np.ndarray:
+    """The periodic Hann window of WIN_LENGTH samples, zero-padded on both sides to N_FFT, as torch.stft pads it."""
+    n = np.arange(WIN_LENGTH)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / WIN_LENGTH)
+    left = (N_FFT - WIN_LENGTH) // 2
+    return np.pad(window, (left, N_FFT - WIN_LENGTH - left))

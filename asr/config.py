@@ -337,6 +337,9 @@ class InferenceConfig:
         " model one per spare CPU core, up to 8 (as train.py's LibriSpeech recipe), on a CPU none (the model's"
         " threads use every core there, and loading is a small share of the time)",
     )
+    onnx: str | None = _f(
+        None, "instead of --checkpoint: a model exported by export.py, run on onnxruntime (CPU) without PyTorch"
+    )
 
 
 @dataclass(frozen=True)
@@ -370,6 +373,23 @@ class WeightsConfig:
         60.0,
         "seconds: a transfer that receives fewer than 1 KiB within this long is stalled; it is cut off and retried "
         "(the next run resumes it)",
+    )
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """One export.py invocation."""
+
+    checkpoint: str | None = _f(None, "checkpoint to export; default: the newest runs/*/best.pt, else weights/*.pt")
+    out: str = _f("model.onnx", "the ONNX file to write (only after it passes verification)")
+    quantize: str = _f(
+        "none",
+        "int8: Conv and MatMul weights and activations in int8 (onnxruntime static quantisation, ranges calibrated"
+        " on --data_dir); int8-dynamic: activation ranges per batch at run time (slower on a CPU); judged by WER/CER",
+        choices=["none", "int8", "int8-dynamic"],
+    )
+    data_dir: str = _f(
+        "data/example", "recordings (audio/ + transcriptions/) whose greedy transcripts must match PyTorch's"
     )
 
 

@@ -35,18 +35,24 @@ word state for the LM; `_Beam` holds the live prefixes and takes them through a 
 compacts the trie. `_best_alignment` (Viterbi) and `_word_spans` make the word timestamps.
 """
 
+from __future__ import annotations
+
 import heapq
 import math
 import multiprocessing
 import operator
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from asr.text import WORD_START, Tokenizer, join_pieces, normalize
+if TYPE_CHECKING:  # torch is imported only where a tensor is decoded: the ONNX runtime decodes without it
+    import torch
+
+from asr.text import WORD_START, Tokenizer, collapse_ctc, join_pieces, normalize
 
 _RESCALE_BELOW = 1e-30  # rescale beam probabilities when the best falls below this (or rises above its inverse)
 _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescaled beam can never underflow to 0
@@ -67,6 +73,8 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tok
     log_probs: (B, T, V) log-probabilities (any monotone scores work); lengths: (B,) valid frames.
     Raises ValueError for NaN or +inf values in the valid frames, as `beam_search` does.
     """
+    import torch
+
     if log_probs.shape[-1] != len(tokenizer):
         raise ValueError(f"log_probs have {log_probs.shape[-1]} tokens, tokenizer has {len(tokenizer)}")
     valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None] < lengths.to(log_probs.device)[:, None]
@@ -78,6 +86,13 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tok
     best = log_probs.argmax(dim=-1).cpu()  # (B, T)
     # a path may start or end with a space, or hold two with a blank between: keep single inner spaces only
     return [" ".join(tokenizer.decode_ctc(best[b, : int(n)].tolist()).split()) for b, n in enumerate(lengths)]
+
+
+def greedy_labelling(log_probs: np.ndarray, tokenizer: Tokenizer) -> tuple[str, tuple[int, ...]]:
+    """Best-path decoding of one utterance's (T, V) log-probabilities, in numpy: (its text, as `greedy_decode`
+    gives it, and its labelling: token ids without blanks). Raises ValueError for NaN or +inf values."""
+    best = _as_log_prob_array(log_probs, len(tokenizer.vocab)).argmax(axis=0).tolist()  # (T,)
+    return " ".join(tokenizer.decode_ctc(best).split()), tuple(collapse_ctc(best, tokenizer.blank))
 
 
 @dataclass(frozen=True)
@@ -273,7 +288,12 @@ def beam_options(config) -> dict:
 
 def _as_arrays(log_probs: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
     """Tensors and arrays as numpy arrays (float32 for tensors)."""
-    return [x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in log_probs]
+    return [x.detach().float().cpu().numpy() if _is_tensor(x) else np.asarray(x) for x in log_probs]
+
+
+def _is_tensor(x: object) -> bool:
+    """Whether x is a torch tensor, without importing torch (a tensor exists only if torch was imported)."""
+    return "torch" in sys.modules and isinstance(x, sys.modules["torch"].Tensor)
 
 
 def _run(arrays, overrides, tokenizer, workers, lm, mp_context, beam_kwargs) -> list[list[Hypothesis]]:
@@ -301,7 +321,8 @@ _worker: dict = {}
 
 def _init_worker(tokenizer, lm, beam_kwargs) -> None:
     """Process pool initializer: one thread, and the tokenizer, LM and options every task of the worker shares."""
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:  # a torch process's workers; the ONNX runtime has no torch to tell
+        sys.modules["torch"].set_num_threads(1)
     if isinstance(lm, str):
         from asr.lm import load_lm
 
@@ -318,7 +339,7 @@ def _decode_in_worker(task: tuple[np.ndarray, dict]) -> list[Hypothesis]:
 def _as_log_prob_array(log_probs, vocab_size: int) -> np.ndarray:
     """Check one utterance's (T, V) log-probabilities; return them transposed, (V, T) float64, for fast per-frame
     reductions (numpy reduces a short axis of a long array much faster than the other way round)."""
-    if isinstance(log_probs, torch.Tensor):
+    if _is_tensor(log_probs):
         log_probs = log_probs.detach().cpu().double().numpy()
     lp = np.asarray(log_probs, dtype=np.float64)
     if lp.ndim != 2:

@@ -12,18 +12,22 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from asr.audio import LogMel, load_audio
-from asr.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
 from asr.config import DecodeConfig, InferenceConfig
-from asr.data import BucketBatchSampler, SpeechDataset, Utterance, collate
-from asr.decode import beam_options, decode_batch, greedy_decode
+from asr.decode import beam_options, decode_batch, greedy_labelling
 from asr.lm import NGramLM, load_lm
-from asr.model import DeepSpeech2, pick_device
-from asr.text import Tokenizer, collapse_ctc
+from asr.onnx_runtime import OnnxRecognizer, load_onnx
+from asr.text import Tokenizer
+
+if TYPE_CHECKING:  # torch and the modules built on it are imported where a checkpoint is used: an exported
+    import torch  # model (asr/onnx_runtime.py) transcribes through this module without torch
+
+    from asr.data import Utterance
+    from asr.model import DeepSpeech2
 
 DECODERS = tuple(next(f for f in dataclasses.fields(DecodeConfig) if f.name == "decoder").metadata["choices"])
 
@@ -33,20 +37,28 @@ class Recognizer:
     """What `load_model` returns: the network (eval mode, on `device`), its tokenizer, where it came from, and
     whether it runs under fp16 autocast on CUDA (`amp`, as train.py's evaluation; see `uses_amp`)."""
 
-    network: DeepSpeech2
+    network: "DeepSpeech2"
     tokenizer: Tokenizer
-    device: torch.device
+    device: "torch.device"
     checkpoint: Path
     amp: bool = True
 
 
-def load_model(path: str | Path | None = None, device: str = "auto", amp: bool = InferenceConfig.amp) -> Recognizer:
-    """Load a checkpoint written by train.py or fetched by download_weights.py (read with weights_only=True).
+def load_model(
+    path: str | Path | None = None, device: str = "auto", amp: bool = InferenceConfig.amp
+) -> Recognizer | OnnxRecognizer:
+    """Load a checkpoint written by train.py or fetched by download_weights.py (read with weights_only=True),
+    or a model exported by export.py (a .onnx file: run on onnxruntime's CPU provider, without torch).
 
     path: the checkpoint; None takes the newest runs/*/best.pt, else the newest weights/*.pt.
     device: "cuda", "mps", "cpu", or "auto" (the first of those that is available).
     amp: fp16 autocast on CUDA, as train.py evaluates (no effect on other devices); False for fp32.
     """
+    if path is not None and Path(path).suffix.lower() == ".onnx":
+        return load_onnx(path)
+    from asr.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+    from asr.model import pick_device
+
     path = find_checkpoint() if path is None else Path(path)
     network, tokenizer = model_from_checkpoint(load_checkpoint(path))
     torch_device = pick_device(device)
@@ -54,7 +66,7 @@ def load_model(path: str | Path | None = None, device: str = "auto", amp: bool =
 
 
 def transcribe(
-    model: Recognizer,
+    model: Recognizer | OnnxRecognizer,
     audio: str | Path | np.ndarray,
     decoder: str = DecodeConfig.decoder,
     beam_size: int = DecodeConfig.beam_size,
@@ -96,26 +108,26 @@ def decode_labellings(
     split a word otherwise than `tokenizer.encode` would."""
     _check_decoder(config.decoder, lm)
     if config.decoder == "greedy":
-        texts = [greedy_decode(torch.from_numpy(lp)[None], torch.tensor([len(lp)]), tokenizer)[0] for lp in log_probs]
-        return [
-            (t, tuple(collapse_ctc(lp.argmax(axis=-1).tolist(), tokenizer.blank)))
-            for t, lp in zip(texts, log_probs, strict=True)
-        ]
+        return [greedy_labelling(lp, tokenizer) for lp in log_probs]
     options = beam_options(config) | {"merge_beams": config.merge_beams, "nbest": 1}
     hyps = decode_batch(log_probs, tokenizer, workers=config.decode_workers, lm=lm, **options)
     return [(h[0].text, h[0].tokens) for h in hyps]
 
 
 def eval_loader(
-    utterances: list[Utterance],
+    utterances: "list[Utterance]",
     tokenizer: Tokenizer,
     n_mels: int,
     batch_seconds: float,
     num_workers: int = 0,
     pin_memory: bool = False,
-) -> torch.utils.data.DataLoader:
+) -> "torch.utils.data.DataLoader":
     """Deterministic, unaugmented batches of `utterances`, shortest first, loaded by `num_workers` processes
     (0: in this one); pin_memory for a CUDA model."""
+    import torch
+
+    from asr.data import BucketBatchSampler, SpeechDataset, collate
+
     dataset = SpeechDataset(utterances, tokenizer, n_mels)
     sampler = BucketBatchSampler([u.duration for u in utterances], batch_seconds, sortagrad=True)
     return torch.utils.data.DataLoader(
@@ -123,31 +135,34 @@ def eval_loader(
     )
 
 
-def uses_amp(device: torch.device, amp: bool) -> bool:
+def uses_amp(device: "torch.device", amp: bool) -> bool:
     """The one precision policy of training, evaluation, inference.py and `transcribe`: fp16 autocast exactly
     when `amp` is set and the device is CUDA, fp32 everywhere else. Validation WERs and inference.py's WERs
     come from the same arithmetic only if both ask this function."""
     return amp and device.type == "cuda"
 
 
-def autocast(device: torch.device, amp: bool):
+def autocast(device: "torch.device", amp: bool):
     """The autocast context of `uses_amp`: fp16 on CUDA with amp, a no-op otherwise."""
+    import torch
+
     return torch.autocast("cuda", dtype=torch.float16, enabled=uses_amp(device, amp))
 
 
-@torch.inference_mode()
 def batch_log_probs(
-    model: DeepSpeech2, loader: torch.utils.data.DataLoader, device: torch.device, amp: bool
-) -> Iterator[tuple[dict, torch.Tensor, torch.Tensor]]:
+    model: "DeepSpeech2", loader: "torch.utils.data.DataLoader", device: "torch.device", amp: bool
+) -> "Iterator[tuple[dict, torch.Tensor, torch.Tensor]]":
     """Yield (batch, log_probs (B, T', V) on CPU, output lengths (B,)), computed in the precision `uses_amp`
     picks; batches whose items all failed to load are yielded with log_probs None so the caller can report
     their errors."""
+    import torch
+
     model.eval()
     for batch in loader:
         if batch["features"] is None:
             yield batch, None, None
             continue
-        with autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp):
             log_probs, lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
         yield batch, log_probs.float().cpu(), lengths.cpu()
 
@@ -189,11 +204,14 @@ def _samples(audio: str | Path | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-@torch.inference_mode()
-def _log_probs(model: Recognizer, samples: np.ndarray) -> np.ndarray:
+def _log_probs(model: Recognizer | OnnxRecognizer, samples: np.ndarray) -> np.ndarray:
     """(samples,) 16 kHz audio -> (T', V) log-probabilities, computed as `batch_log_probs` computes a batch of one."""
+    if isinstance(model, OnnxRecognizer):
+        return model.log_probs([samples])[0]
+    import torch
+
     model.network.eval()
     features = LogMel(model.network.config.n_mels)(torch.from_numpy(samples))  # (T, n_mels)
-    with autocast(model.device, model.amp):
+    with torch.inference_mode(), autocast(model.device, model.amp):
         log_probs, lengths = model.network(features[None].to(model.device), torch.tensor([len(features)]))  # (1, T', V)
     return log_probs[0, : lengths[0]].float().cpu().numpy()
