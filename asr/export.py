@@ -150,8 +150,7 @@ def export_checkpoint_metadata(network: DeepSpeech2, tokenizer: Tokenizer, quant
 
 
 def quantize_int8(src: Path, dst: Path, calibration: Sequence[np.ndarray] | None = None) -> None:
-    """Quantise the Conv and MatMul weights to int8 (the GRU/LSTM layers compute in fp32: onnxruntime has no
-    int8 GRU; their weights are stored in int8, `_store_rnn_weights_int8`).
+    """Quantise the Conv and MatMul weights to int8 (the GRU/LSTM layers stay fp32: onnxruntime has no int8 GRU).
 
     With `calibration` ((T, n_mels) feature arrays): static quantisation, activation ranges fixed from those
     inputs, QLinearConv/QLinearMatMul operators (`int8`). Without: dynamic quantisation, activation ranges taken
@@ -176,37 +175,6 @@ def quantize_int8(src: Path, dst: Path, calibration: Sequence[np.ndarray] | None
         root.setLevel(level)
     props = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     write_metadata(dst, props)
-    _store_rnn_weights_int8(dst)
-
-
-def _store_rnn_weights_int8(path: Path) -> None:
-    """Store the GRU/LSTM weight matrices as int8 with one scale per output row, restored to fp32 by a
-    DequantizeLinear node when the session starts: the file shrinks ~4x; the recurrence still runs in fp32."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    weights = {t.name: t for t in graph.initializer}
-    nodes = []
-    for node in graph.node:
-        if node.op_type not in ("GRU", "LSTM"):
-            continue
-        for name in node.input[1:3]:  # W (1, gates * hidden, input) and R (1, gates * hidden, hidden)
-            array = numpy_helper.to_array(weights[name]) if name in weights else None
-            if array is None or array.ndim != 3 or array.shape[0] != 1:  # one direction per operator, as exported
-                continue
-            scale = (np.maximum(np.abs(array).max(axis=2)[0], 1e-12) / 127.0).astype(np.float32)  # (gates * hidden,)
-            q = np.clip(np.round(array / scale[None, :, None]), -127, 127).astype(np.int8)
-            graph.initializer.remove(weights.pop(name))
-            zero = np.zeros(len(scale), np.int8)
-            for value, suffix in ((q, "int8"), (scale, "scale"), (zero, "zero")):
-                graph.initializer.append(numpy_helper.from_array(value, f"{name}_{suffix}"))
-            inputs = [f"{name}_int8", f"{name}_scale", f"{name}_zero"]
-            nodes.append(helper.make_node("DequantizeLinear", inputs, [name], axis=1, name=f"{name}_dequantize"))
-    for i, node in enumerate(nodes):  # ahead of every other node: their inputs are initializers only
-        graph.node.insert(i, node)
-    onnx.save(model, str(path))
 
 
 class _Calibration:
