@@ -26,7 +26,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from asr.audio import TorchaudioError, torchaudio
-from asr.augment import Augmenter
+from asr.augment import make_augmenter
 from asr.bpe import BpeTokenizer, train_bpe
 from asr.checkpoint import (
     load_checkpoint,
@@ -399,7 +399,8 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
         sys.exit(f"no evaluation utterances with a transcript in {eval_spec} (--eval_utterances "
                  f"{config.eval_utterances}); give --eval_dataset a set with transcriptions/")  # fmt: skip
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
-    augmenter = Augmenter(settings.augment) if config.augment != "none" else None
+    # Any *_p > 0 augments, whatever the preset (--augment none --noise_p 1.0 adds noise).
+    augmenter = make_augmenter(settings.augment)
     dataset = SpeechDataset(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     durations = [u.duration for u in train_utts]

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asr.audio import load_audio  # noqa: E402
-from asr.augment import Augmenter  # noqa: E402
+from asr.augment import make_augmenter  # noqa: E402
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig  # noqa: E402
 from asr.data import BucketBatchSampler, DataReport, SpeechDataset, collate, custom_dir_utterances  # noqa: E402
 from asr.model import DeepSpeech2  # noqa: E402
@@ -138,7 +138,7 @@ def main() -> None:
     if not utterances:
         sys.exit(f"no transcribed utterances in {args.data}: {report.summary()}")
     config = MODEL_PRESETS[args.model]
-    augmenter = Augmenter(AUGMENT_PRESETS[args.augment]) if args.augment != "none" else None
+    augmenter = make_augmenter(AUGMENT_PRESETS[args.augment])
     dataset = SpeechDataset(utterances, CharTokenizer(), config.n_mels, augmenter=augmenter)
     sampler = BucketBatchSampler([u.duration for u in utterances], args.batch_seconds, seed=0)
     chosen = sampler.batches(0)[: args.batches + 1]
