@@ -67,7 +67,7 @@ from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
-from asr.text import CharTokenizer, Tokenizer, tokenizer_from_state
+from asr.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
 TOKENIZER_INFO = "tokenizer.json"  # what that model was trained from: a new run in the folder reuses it if equal

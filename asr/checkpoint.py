@@ -28,7 +28,7 @@ import torch
 
 from asr.config import AUGMENT_PRESETS, ModelConfig
 from asr.model import DeepSpeech2
-from asr.text import Tokenizer, tokenizer_from_state
+from asr.tokenizers import Tokenizer, tokenizer_from_state
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "model_config", "tokenizer", "model")

@@ -23,7 +23,8 @@ import torch
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, load_audio, num_frames
 from asr.librispeech import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_splits
 from asr.manifest import DurationManifest
-from asr.text import Tokenizer, normalize
+from asr.text import normalize
+from asr.tokenizers import Tokenizer
 
 if TYPE_CHECKING:
     from asr.augment import Augmenter

@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.text import WORD_START, Tokenizer, join_pieces, normalize
+from asr.text import WORD_START, join_pieces, normalize
+from asr.tokenizers import Tokenizer
 
 _RESCALE_BELOW = 1e-30  # rescale beam probabilities when the best falls below this (or rises above its inverse)
 _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescaled beam can never underflow to 0

@@ -23,7 +23,8 @@ from asr.data import BucketBatchSampler, SpeechDataset, Utterance, collate
 from asr.decode import beam_options, decode_batch, greedy_decode
 from asr.lm import NGramLM, load_lm
 from asr.model import DeepSpeech2, pick_device
-from asr.text import Tokenizer, collapse_ctc
+from asr.text import collapse_ctc
+from asr.tokenizers import Tokenizer
 
 DECODERS = tuple(next(f for f in dataclasses.fields(DecodeConfig) if f.name == "decoder").metadata["choices"])
 

@@ -70,7 +70,8 @@ sys.path.insert(0, str(ROOT))
 
 from asr.decode import beam_search, greedy_decode  # noqa: E402
 from asr.lm import build_arpa, load_lm, read_sentences  # noqa: E402
-from asr.text import CharTokenizer, normalize, tokenizer_from_state  # noqa: E402
+from asr.text import normalize  # noqa: E402
+from asr.tokenizers import CharTokenizer, tokenizer_from_state  # noqa: E402
 
 DEFAULT_TEXT = "../shared/data/text/pride_and_prejudice.txt"  # relative to the repository root
 FRAMES_PER_SECOND = 50

@@ -88,7 +88,7 @@ def measure(backend: str, arpa: Path, utterances: int, beam: int) -> dict:
     from asr.config import DecodeConfig
     from asr.decode import beam_options, beam_search
     from asr.lm import load_lm, read_sentences
-    from asr.text import CharTokenizer
+    from asr.tokenizers import CharTokenizer
     from benchmarks.decode import NOISE, synthetic_utterances, wer
 
     tokenizer = CharTokenizer()

@@ -30,7 +30,7 @@ from asr.augment import make_augmenter  # noqa: E402
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig  # noqa: E402
 from asr.data import BucketBatchSampler, DataReport, SpeechDataset, collate, custom_dir_utterances  # noqa: E402
 from asr.model import DeepSpeech2  # noqa: E402
-from asr.text import CharTokenizer  # noqa: E402
+from asr.tokenizers import CharTokenizer  # noqa: E402
 from train import apply_gradients, build_optimizer, ctc_loss, forward_backward  # noqa: E402
 
 PARTS = ("load", "augment wave", "features", "specaugment", "collate", "conv", "rnn", "output layer", "ctc loss",

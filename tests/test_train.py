@@ -165,7 +165,7 @@ def test_max_minutes_stops_after_the_step_that_spends_it_and_is_not_inherited(tm
 def _batches(utterances: list[str], n_mels: int = 40) -> list[dict]:
     """One collated batch per LibriSpeech fixture id."""
     from asr.data import SpeechDataset, collate, custom_dir_utterances
-    from asr.text import CharTokenizer
+    from asr.tokenizers import CharTokenizer
 
     utts = {u.id: u for u in custom_dir_utterances(LIBRISPEECH_FIXTURES, DataReport())}
     dataset = SpeechDataset([utts[i] for i in utterances], CharTokenizer(), n_mels)
