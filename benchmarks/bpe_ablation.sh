@@ -22,7 +22,7 @@ configs=("$@")
 )
 common=(--dataset corpus/train --eval_dataset corpus/dev --model small --batch_seconds 60 --augment default)
 
-[ -d corpus/train ] || python benchmarks/synth_corpus.py --preset benchmark --out corpus
+[ -d corpus/train ] || python -m benchmarks.synth_corpus --preset benchmark --out corpus
 mkdir -p lm runs
 [ -f lm/train3.arpa ] || { cat corpus/train/transcriptions/*.txt > lm/train.txt
     python -m asr.lm build --text lm/train.txt --split lines --order 3 --out lm/train3.arpa; }

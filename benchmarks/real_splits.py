@@ -1,6 +1,6 @@
 """Train/test CustomDir folders of the real recordings in ../shared/data/speech, for fine-tuning experiments.
 
-    python benchmarks/real_splits.py --out real
+    python -m benchmarks.real_splits --out real
 
 writes (as symbolic links, nothing is copied):
     real/an4-train, real/an4-test      AN4's own split (meta.json): 30 / 10 utterances of spoken words and letters
