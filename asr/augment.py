@@ -37,10 +37,10 @@ from typing import NamedTuple
 import numpy as np
 import soundfile as sf
 import torch
-from PIL import Image
 
 from asr.audio import AUDIO_EXTENSIONS, HOP_LENGTH, SAMPLE_RATE, AudioError, LogMel, load_audio, resample
 from asr.config import AUGMENT_PRESETS, AugmentConfig
+from asr.spectrogram import NORMALISED_RANGE, mel_db, render, render_db, write_png
 
 NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # exponent of the 1/f^a power spectrum
 RATIO_STEP = 0.01  # speed and pitch ratios are multiples of this: 16000 Hz * 0.01 = 160 Hz, so the
@@ -367,6 +367,25 @@ def preview_spec(features: torch.Tensor, config: AugmentConfig, seed: int) -> to
     return masked.spec(features, np.random.default_rng(seed))
 
 
+def preview_panels(
+    audio: np.ndarray, config: AugmentConfig, seed: int, logmel: LogMel
+) -> list[tuple[str, np.ndarray | None, np.ndarray]]:
+    """[(name, audio or None, (height, width, 3) uint8 picture)] for the previews and TensorBoard.
+
+    First `preview()`'s clips, each pictured as mel dB against the original's loudest cell (so gain and noise
+    show); then "features" and "specaugment": the normalised features the model sees, before and after this
+    config's SpecAugment masks (p=1), which have no audio of their own.
+    """
+    top = float(mel_db(logmel, audio).max())
+    panels: list[tuple[str, np.ndarray | None, np.ndarray]] = [
+        (name, wave, render_db(mel_db(logmel, wave), top)) for name, wave in preview(audio, config, seed)
+    ]
+    features = logmel(torch.from_numpy(audio))  # (frames, n_mels) normalised
+    for name, feats in [("features", features), ("specaugment", preview_spec(features, config, seed))]:
+        panels.append((name, None, render(feats.numpy(), *NORMALISED_RANGE)))
+    return panels
+
+
 # ---------------------------------------------------------------- private helpers
 
 
@@ -532,24 +551,6 @@ def _check_config(c: AugmentConfig) -> None:
 
 # ---------------------------------------------------------------- preview CLI and images
 
-_COLORMAP = np.array(  # dark to bright, magma-like: (position, r, g, b)
-    [(0.0, 0, 0, 4), (0.25, 80, 18, 123), (0.5, 182, 54, 121), (0.75, 251, 136, 97), (1.0, 252, 253, 191)]
-)
-_DB_RANGE = 80.0  # dB shown below the original's loudest mel cell
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an (height, width, 3) uint8 image as an 8-bit RGB PNG."""
-    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, (rgb.dtype, rgb.shape)
-    Image.fromarray(rgb).save(path, format="PNG")
-
-
-def _image(values: np.ndarray, low: float, high: float, row_repeat: int) -> np.ndarray:
-    """(frames, channels) values -> (channels*row_repeat, frames, 3) colour image, low frequencies at the bottom."""
-    x = np.clip((values - low) / (high - low), 0.0, 1.0).T[::-1]  # (channels, frames), top row = highest channel
-    rgb = np.stack([np.interp(x, _COLORMAP[:, 0], _COLORMAP[:, k]) for k in (1, 2, 3)], axis=-1)
-    return np.repeat(rgb.round().astype(np.uint8), row_repeat, axis=0)
-
 
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -567,24 +568,13 @@ def _main(argv: list[str] | None = None) -> None:
     audio = load_audio(args.preview)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = AUGMENT_PRESETS[args.augment]
-    logmel = LogMel(args.n_mels)
-    row_repeat = max(1, 240 // args.n_mels)
-
-    def db_mel(wave: np.ndarray) -> np.ndarray:  # (frames, n_mels) dB, not normalised, so gain and noise show
-        power = logmel.mel(torch.from_numpy(np.ascontiguousarray(wave)))  # (n_mels, frames)
-        return (10.0 * torch.log10(power + 1e-10)).T.numpy()
-
-    top = float(db_mel(audio).max())
-    for name, wave in preview(audio, config, args.seed):
+    for name, wave, picture in preview_panels(audio, AUGMENT_PRESETS[args.augment], args.seed, LogMel(args.n_mels)):
+        write_png(out / f"{name}.png", picture)
+        if wave is None:
+            print(f"{name:11s} normalised log-mel  {out / name}.png")
+            continue
         sf.write(str(out / f"{name}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
-        _write_png(out / f"{name}.png", _image(db_mel(wave), top - _DB_RANGE, top, row_repeat))
         print(f"{name:11s} {len(wave) / SAMPLE_RATE:6.2f} s  {out / name}.wav  {out / name}.png")
-    # SpecAugment acts on the normalised features the model sees, so show those, before and after.
-    features = logmel(torch.from_numpy(audio))
-    for name, feats in [("features", features), ("specaugment", preview_spec(features, config, args.seed))]:
-        _write_png(out / f"{name}.png", _image(feats.numpy(), -2.5, 2.5, row_repeat))
-        print(f"{name:11s} normalised log-mel  {out / name}.png")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from conftest import SPEECH
 
-from asr import augment
+from asr import augment, spectrogram
 from asr.audio import SAMPLE_RATE, LogMel
 from asr.config import AUGMENT_PRESETS, AugmentConfig
 
@@ -328,13 +328,13 @@ def test_png_writer_round_trips_pixels(tmp_path):
     from PIL import Image
 
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
-    augment._write_png(tmp_path / "x.png", rgb)
+    spectrogram.write_png(tmp_path / "x.png", rgb)
     data = (tmp_path / "x.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     assert struct.unpack(">IIBB", data[16:26]) == (3, 2, 8, 2)  # width, height, 8 bits, RGB
     with Image.open(tmp_path / "x.png") as png:
         assert png.mode == "RGB" and np.array_equal(np.asarray(png), rgb)
-    image = augment._image(np.array([[0.0, 1.0], [0.5, 0.25]]), 0.0, 1.0, row_repeat=2)  # (frames, channels)
+    image = spectrogram.render(np.array([[0.0, 1.0], [0.5, 0.25]]), 0.0, 1.0, row_repeat=2)  # (frames, channels)
     assert image.shape == (4, 2, 3) and tuple(image[3, 0]) == (0, 0, 4) and tuple(image[0, 0]) == (252, 253, 191)
 
 
