@@ -44,7 +44,7 @@ from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
 from asr.model import frame_rate
 from asr.predictions import clear_previous, write_text
-from asr.text import Tokenizer, tokenizer_from_state
+from asr.tokenizers import Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can be decoded without the checkpoint
 FRAMES_FILE = "frames.json"  # and the model's output frame rate, for --timestamps

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from asr.atomic import atomic_write_bytes
 from asr.audio import torchaudio
-from asr.augment import Augmenter
+from asr.augment import make_augmenter
 from asr.bpe import BpeTokenizer, train_bpe
 from asr.checkpoint import (
     load_checkpoint,
@@ -70,7 +70,7 @@ from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
 from asr.runs import resume_folder, with_data_fingerprint
-from asr.text import CharTokenizer, Tokenizer, tokenizer_from_state
+from asr.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
 TOKENIZER_INFO = "tokenizer.json"  # what that model was trained from: a new run in the folder reuses it if equal
@@ -401,7 +401,8 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
         raise ASRError(f"no evaluation utterances with a transcript in {eval_spec} (--eval_utterances "
                  f"{config.eval_utterances}); give --eval_dataset a set with transcriptions/")  # fmt: skip
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
-    augmenter = Augmenter(settings.augment) if config.augment != "none" else None
+    # Any *_p > 0 augments, whatever the preset (--augment none --noise_p 1.0 adds noise).
+    augmenter = make_augmenter(settings.augment)
     dataset = SpeechDataset(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     durations = [u.duration for u in train_utts]

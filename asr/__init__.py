@@ -17,8 +17,8 @@ writes runs/example/best.pt), then, from the repository root:
 Each result is normalised text (lowercase words, single spaces), to compare with the file's transcript
 data/example/transcriptions/en-gb+Andy-000034.txt, "he was on one side of her mother". It is what
 `python inference.py --data_dir data/example --decoder beam --beam_size 8` (and so on) writes for that file.
-The pieces underneath have a module each: asr.audio, asr.text, asr.model, asr.decode, asr.lm, asr.metrics,
-asr.checkpoint, asr.data, and asr.infer (batched inference, used by inference.py and train.py).
+The pieces underneath have a module each: asr.audio, asr.text, asr.tokenizers, asr.model, asr.decode, asr.lm,
+asr.metrics, asr.checkpoint, asr.data, and asr.infer (batched inference, used by inference.py and train.py).
 A model exported by export.py loads the same way, `asr.load_model("model.onnx")`, and transcribes on onnxruntime
 without importing torch (asr.onnx_runtime; asr.export writes and verifies the file).
 """

@@ -1,15 +1,22 @@
 """Wave and spectrogram augmentations for training.
 
-`Augmenter(config).wave(audio, rng)` applies, each with its own probability, in
-this order: time shift (leading zeros), speed perturbation, pitch shift,
-reverberation, additive noise, telephone channel, gain; a result louder than
-full scale is then scaled back to peak 1 (scaling, not clipping, so no
-distortion is added). `Augmenter.spec(features, rng)` applies SpecAugment
-frequency and time masks whose count and width adapt to the utterance length.
-All randomness comes from the `numpy.random.Generator` passed in, so the same
-generator state gives bit-identical output; each augmentation draws from its own
-child generator, so changing one probability does not change what the others
-draw. The transcript never changes: no augmentation drops or reorders speech.
+`Augmenter(config).wave(audio, rng)` applies, each with its own probability, the
+wave augmentations of the registry `WAVE_AUGMENTATIONS` in order: time shift
+(leading zeros), speed perturbation, pitch shift, reverberation, additive noise,
+telephone channel, gain; a result louder than full scale is then scaled back to
+peak 1 (scaling, not clipping, so no distortion is added). `Augmenter.spec(features,
+rng)` applies SpecAugment frequency and time masks whose count and width adapt to
+the utterance length. All randomness comes from the `numpy.random.Generator` passed
+in, so the same generator state gives bit-identical output. Each augmentation draws
+from its own stream, seeded by one draw from that generator and the augmentation's
+name, so adding, removing or changing one never changes what another draws. The
+transcript never changes: no augmentation drops or reorders speech.
+
+Adding an augmentation: one function registered with `@wave_augmentation("name")`
+(it draws its parameters from the generator it is given and calls a pure
+function), a `name_p` probability field in `AugmentConfig` (ranges named
+`..._min`/`..._max` are checked automatically), and its test. The "none" preset
+sets every `*_p` field to 0, so it needs no edit.
 
 The pure functions (`time_shift`, `speed`, `pitch_shift`, `reverberate`,
 `add_noise`, `telephone`, `gain`, `spec_masks`, `apply_masks`) take explicit
@@ -22,18 +29,19 @@ import argparse
 import dataclasses
 import math
 import sys
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
 import torch
-from PIL import Image
 
 from asr.audio import AUDIO_EXTENSIONS, HOP_LENGTH, SAMPLE_RATE, AudioError, LogMel, load_audio, resample
 from asr.config import AUGMENT_PRESETS, AugmentConfig
+from asr.spectrogram import NORMALISED_RANGE, mel_db, render, render_db, write_png
 
-WAVE_AUGMENTATIONS = ("shift", "speed", "pitch", "reverb", "noise", "telephone", "gain")  # in order of application
 NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # exponent of the 1/f^a power spectrum
 RATIO_STEP = 0.01  # speed and pitch ratios are multiples of this: 16000 Hz * 0.01 = 160 Hz, so the
 # resampler's gcd(rates) >= 160 and its polyphase filter stays small; an arbitrary ratio (gcd 1) takes seconds
@@ -205,6 +213,84 @@ def apply_masks(features: torch.Tensor, masks: list[Mask]) -> torch.Tensor:
     return out
 
 
+# ---------------------------------------------------------------- the registry
+
+WaveAugmentation = Callable[["Augmenter", np.ndarray, np.random.Generator], np.ndarray]
+WAVE_AUGMENTATIONS: dict[str, WaveAugmentation] = {}  # name -> function, in order of application
+
+
+def wave_augmentation(name: str) -> Callable[[WaveAugmentation], WaveAugmentation]:
+    """Register a wave augmentation: applied with probability `AugmentConfig.<name>_p`, after those registered
+    before it. The function gets the Augmenter (its config and files), (samples,) float32 audio and the
+    augmentation's own generator; it returns float32 audio."""
+
+    def register(function: WaveAugmentation) -> WaveAugmentation:
+        if name in WAVE_AUGMENTATIONS or name == "spec":
+            raise ValueError(f"augmentation {name!r} is registered twice; give it another name")
+        WAVE_AUGMENTATIONS[name] = function
+        return function
+
+    return register
+
+
+@wave_augmentation("shift")
+def _shift(aug: "Augmenter", audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return time_shift(audio, int(rng.integers(0, int(aug.config.shift_max * SAMPLE_RATE) + 1)))
+
+
+@wave_augmentation("speed")
+def _speed(aug: "Augmenter", audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return speed(audio, rng.uniform(aug.config.speed_min, aug.config.speed_max))
+
+
+@wave_augmentation("pitch")
+def _pitch(aug: "Augmenter", audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return pitch_shift(audio, rng.uniform(-aug.config.pitch_semitones, aug.config.pitch_semitones))
+
+
+@wave_augmentation("reverb")
+def _reverb(aug: "Augmenter", audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    c = aug.config
+    if aug.rir_files:
+        rir = aug.load_rir(aug.rir_files[int(rng.integers(len(aug.rir_files)))])
+    else:
+        rir = synthetic_rir(
+            rng.uniform(c.reverb_rt60_min, c.reverb_rt60_max), rng.uniform(c.reverb_drr_min, c.reverb_drr_max), rng
+        )
+    return reverberate(audio, rir)
+
+
+@wave_augmentation("noise")
+def _noise(aug: "Augmenter", audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    snr = rng.uniform(aug.config.noise_snr_min, aug.config.noise_snr_max)
+    if aug.noise_files:
+        noise = _noise_from_file(aug.noise_files[int(rng.integers(len(aug.noise_files)))], len(audio), rng)
+    else:
+        noise = colored_noise(len(audio), aug.colors[int(rng.integers(len(aug.colors)))], rng)
+    return add_noise(audio, noise, snr)
+
+
+@wave_augmentation("telephone")
+def _telephone(aug: "Augmenter", audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    c = aug.config
+    return telephone(audio, c.telephone_low_hz, c.telephone_high_hz, c.telephone_mulaw)
+
+
+@wave_augmentation("gain")
+def _gain(aug: "Augmenter", audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return gain(audio, rng.uniform(aug.config.gain_db_min, aug.config.gain_db_max))
+
+
+def is_active(config: AugmentConfig) -> bool:
+    """Whether any augmentation of `config` can fire (some `*_p` > 0), whatever preset it came from."""
+    return any(getattr(config, f.name) > 0 for f in dataclasses.fields(config) if f.name.endswith("_p"))
+
+
+def make_augmenter(config: AugmentConfig) -> "Augmenter | None":
+    """An Augmenter for `config`, or None when every probability is 0 (training skips augmentation entirely)."""
+    return Augmenter(config) if is_active(config) else None
+
+
 # ---------------------------------------------------------------- the augmenter
 
 
@@ -226,17 +312,14 @@ class Augmenter:
         """
         if audio.ndim != 1 or audio.dtype != np.float32:
             raise ValueError(f"need (samples,) float32 audio, got shape {audio.shape} dtype {audio.dtype}")
+        key = _key(rng)  # one draw, always: what the caller's generator gives next never depends on the registry
         if len(audio) == 0:
             return audio
-        c = self.config
-        # One child generator per augmentation, drawn whether or not it fires, so each augmentation's draws
-        # depend only on the parent state, not on the probabilities of the others.
-        rngs = dict(zip(WAVE_AUGMENTATIONS, _children(rng, len(WAVE_AUGMENTATIONS)), strict=True))
         out = audio
-        for name in WAVE_AUGMENTATIONS:
-            r = rngs[name]
-            if r.random() < getattr(c, f"{name}_p"):
-                out = getattr(self, f"_{name}")(out, r)
+        for name, function in WAVE_AUGMENTATIONS.items():
+            r = _stream(key, name)
+            if r.random() < getattr(self.config, f"{name}_p"):
+                out = function(self, out, r)
         if out is audio:
             return audio
         peak = float(np.max(np.abs(out))) if len(out) else 0.0
@@ -248,48 +331,12 @@ class Augmenter:
         """(frames, n_mels) normalised log-mel -> the same shape and dtype with SpecAugment masks set to 0."""
         if features.ndim != 2:
             raise ValueError(f"need (frames, n_mels) features, got shape {tuple(features.shape)}")
-        (r,) = _children(rng, 1)
+        r = _stream(_key(rng), "spec")
         if r.random() >= self.config.spec_p:
             return features
         return apply_masks(features, spec_masks(features.shape[0], features.shape[1], self.config, r))
 
-    # One method per name in WAVE_AUGMENTATIONS: draw the parameters, call the pure function.
-
-    def _shift(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return time_shift(audio, int(rng.integers(0, int(self.config.shift_max * SAMPLE_RATE) + 1)))
-
-    def _speed(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return speed(audio, rng.uniform(self.config.speed_min, self.config.speed_max))
-
-    def _pitch(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return pitch_shift(audio, rng.uniform(-self.config.pitch_semitones, self.config.pitch_semitones))
-
-    def _reverb(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        c = self.config
-        if self.rir_files:
-            rir = self._load_rir(self.rir_files[int(rng.integers(len(self.rir_files)))])
-        else:
-            rir = synthetic_rir(
-                rng.uniform(c.reverb_rt60_min, c.reverb_rt60_max), rng.uniform(c.reverb_drr_min, c.reverb_drr_max), rng
-            )
-        return reverberate(audio, rir)
-
-    def _noise(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        snr = rng.uniform(self.config.noise_snr_min, self.config.noise_snr_max)
-        if self.noise_files:
-            noise = _noise_from_file(self.noise_files[int(rng.integers(len(self.noise_files)))], len(audio), rng)
-        else:
-            noise = colored_noise(len(audio), self.colors[int(rng.integers(len(self.colors)))], rng)
-        return add_noise(audio, noise, snr)
-
-    def _telephone(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        c = self.config
-        return telephone(audio, c.telephone_low_hz, c.telephone_high_hz, c.telephone_mulaw)
-
-    def _gain(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return gain(audio, rng.uniform(self.config.gain_db_min, self.config.gain_db_max))
-
-    def _load_rir(self, path: Path) -> np.ndarray:
+    def load_rir(self, path: Path) -> np.ndarray:
         """A recorded impulse response, cut to start at its peak (the direct path) and scaled to peak 1."""
         if path not in self._rirs:
             rir = load_audio(path).astype(np.float64)
@@ -307,25 +354,50 @@ def preview(audio: np.ndarray, config: AugmentConfig, seed: int) -> list[tuple[s
     """
     off = {f"{name}_p": 0.0 for name in WAVE_AUGMENTATIONS}
     out = [("original", audio)]
-    for i, name in enumerate(WAVE_AUGMENTATIONS):
+    for name in WAVE_AUGMENTATIONS:  # the same seed for each: "all" draws the parameters shown alone
         alone = Augmenter(dataclasses.replace(config, **{**off, f"{name}_p": 1.0}))
-        out.append((name, alone.wave(audio, np.random.default_rng([seed, i]))))
-    out.append(("all", Augmenter(config).wave(audio, np.random.default_rng([seed, len(WAVE_AUGMENTATIONS)]))))
+        out.append((name, alone.wave(audio, np.random.default_rng(seed))))
+    out.append(("all", Augmenter(config).wave(audio, np.random.default_rng(seed))))
     return out
 
 
 def preview_spec(features: torch.Tensor, config: AugmentConfig, seed: int) -> torch.Tensor:
     """(frames, n_mels) features with this config's SpecAugment masks applied (p=1), for before/after panels."""
     masked = Augmenter(dataclasses.replace(config, spec_p=1.0))
-    return masked.spec(features, np.random.default_rng([seed, len(WAVE_AUGMENTATIONS) + 1]))
+    return masked.spec(features, np.random.default_rng(seed))
+
+
+def preview_panels(
+    audio: np.ndarray, config: AugmentConfig, seed: int, logmel: LogMel
+) -> list[tuple[str, np.ndarray | None, np.ndarray]]:
+    """[(name, audio or None, (height, width, 3) uint8 picture)] for the previews and TensorBoard.
+
+    First `preview()`'s clips, each pictured as mel dB against the original's loudest cell (so gain and noise
+    show); then "features" and "specaugment": the normalised features the model sees, before and after this
+    config's SpecAugment masks (p=1), which have no audio of their own.
+    """
+    top = float(mel_db(logmel, audio).max())
+    panels: list[tuple[str, np.ndarray | None, np.ndarray]] = [
+        (name, wave, render_db(mel_db(logmel, wave), top)) for name, wave in preview(audio, config, seed)
+    ]
+    features = logmel(torch.from_numpy(audio))  # (frames, n_mels) normalised
+    for name, feats in [("features", features), ("specaugment", preview_spec(features, config, seed))]:
+        panels.append((name, None, render(feats.numpy(), *NORMALISED_RANGE)))
+    return panels
 
 
 # ---------------------------------------------------------------- private helpers
 
 
-def _children(rng: np.random.Generator, n: int) -> list[np.random.Generator]:
-    """`n` independent generators seeded from `rng` (advances `rng` by n draws)."""
-    return [np.random.default_rng(int(s)) for s in rng.integers(0, 2**63, size=n)]
+def _key(rng: np.random.Generator) -> int:
+    """One draw from the caller's generator: the seed shared by the augmentations of one call."""
+    return int(rng.integers(0, 2**63))
+
+
+def _stream(key: int, name: str) -> np.random.Generator:
+    """Augmentation `name`'s own generator for one call: seeded by `key` and a stable hash of the name (crc32,
+    the same in every process), so it does not depend on which other augmentations exist or fire."""
+    return np.random.default_rng([key, zlib.crc32(name.encode())])
 
 
 def _phase_vocoder(spec: np.ndarray, stretch: float) -> np.ndarray:
@@ -454,14 +526,12 @@ def _check_config(c: AugmentConfig) -> None:
     for f in dataclasses.fields(c):
         if f.name.endswith("_p") and not 0.0 <= getattr(c, f.name) <= 1.0:
             raise ValueError(f"augment {f.name}={getattr(c, f.name)}: a probability must be in [0, 1]")
-    for low, high in [
-        ("speed_min", "speed_max"),
-        ("reverb_rt60_min", "reverb_rt60_max"),
-        ("reverb_drr_min", "reverb_drr_max"),
-        ("noise_snr_min", "noise_snr_max"),
-        ("gain_db_min", "gain_db_max"),
-        ("telephone_low_hz", "telephone_high_hz"),
-    ]:
+    missing = [name for name in WAVE_AUGMENTATIONS if not hasattr(c, f"{name}_p")]
+    if missing:
+        raise ValueError(f"augmentations {', '.join(missing)} have no probability field; add <name>_p to AugmentConfig")
+    names = {f.name for f in dataclasses.fields(c)}
+    pairs = [(n, n[: -len("_min")] + "_max") for n in names if n.endswith("_min")]  # every <x>_min/<x>_max range
+    for low, high in sorted(p for p in pairs if p[1] in names) + [("telephone_low_hz", "telephone_high_hz")]:
         if getattr(c, low) > getattr(c, high):
             raise ValueError(f"augment {low}={getattr(c, low)} > {high}={getattr(c, high)}; swap them")
     if c.speed_min < 0.5 or c.speed_max > 2.0:
@@ -481,24 +551,6 @@ def _check_config(c: AugmentConfig) -> None:
 
 # ---------------------------------------------------------------- preview CLI and images
 
-_COLORMAP = np.array(  # dark to bright, magma-like: (position, r, g, b)
-    [(0.0, 0, 0, 4), (0.25, 80, 18, 123), (0.5, 182, 54, 121), (0.75, 251, 136, 97), (1.0, 252, 253, 191)]
-)
-_DB_RANGE = 80.0  # dB shown below the original's loudest mel cell
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an (height, width, 3) uint8 image as an 8-bit RGB PNG."""
-    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, (rgb.dtype, rgb.shape)
-    Image.fromarray(rgb).save(path, format="PNG")
-
-
-def _image(values: np.ndarray, low: float, high: float, row_repeat: int) -> np.ndarray:
-    """(frames, channels) values -> (channels*row_repeat, frames, 3) colour image, low frequencies at the bottom."""
-    x = np.clip((values - low) / (high - low), 0.0, 1.0).T[::-1]  # (channels, frames), top row = highest channel
-    rgb = np.stack([np.interp(x, _COLORMAP[:, 0], _COLORMAP[:, k]) for k in (1, 2, 3)], axis=-1)
-    return np.repeat(rgb.round().astype(np.uint8), row_repeat, axis=0)
-
 
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -516,24 +568,13 @@ def _main(argv: list[str] | None = None) -> None:
     audio = load_audio(args.preview)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = AUGMENT_PRESETS[args.augment]
-    logmel = LogMel(args.n_mels)
-    row_repeat = max(1, 240 // args.n_mels)
-
-    def db_mel(wave: np.ndarray) -> np.ndarray:  # (frames, n_mels) dB, not normalised, so gain and noise show
-        power = logmel.mel(torch.from_numpy(np.ascontiguousarray(wave)))  # (n_mels, frames)
-        return (10.0 * torch.log10(power + 1e-10)).T.numpy()
-
-    top = float(db_mel(audio).max())
-    for name, wave in preview(audio, config, args.seed):
+    for name, wave, picture in preview_panels(audio, AUGMENT_PRESETS[args.augment], args.seed, LogMel(args.n_mels)):
+        write_png(out / f"{name}.png", picture)
+        if wave is None:
+            print(f"{name:11s} normalised log-mel  {out / name}.png")
+            continue
         sf.write(str(out / f"{name}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
-        _write_png(out / f"{name}.png", _image(db_mel(wave), top - _DB_RANGE, top, row_repeat))
         print(f"{name:11s} {len(wave) / SAMPLE_RATE:6.2f} s  {out / name}.wav  {out / name}.png")
-    # SpecAugment acts on the normalised features the model sees, so show those, before and after.
-    features = logmel(torch.from_numpy(audio))
-    for name, feats in [("features", features), ("specaugment", preview_spec(features, config, args.seed))]:
-        _write_png(out / f"{name}.png", _image(feats.numpy(), -2.5, 2.5, row_repeat))
-        print(f"{name:11s} normalised log-mel  {out / name}.png")
 
 
 if __name__ == "__main__":

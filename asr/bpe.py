@@ -1,7 +1,7 @@
 """SentencePiece BPE tokenizer for CTC: word pieces instead of characters.
 
 `train_bpe(texts, vocab_size)` trains a SentencePiece BPE model on normalised transcripts (`asr.text.normalize`)
-and returns a `BpeTokenizer`, which has the interface of `asr.text.CharTokenizer` (`asr.text.Tokenizer`).
+and returns a `BpeTokenizer`, which has the interface of `asr.tokenizers.CharTokenizer` (`asr.tokenizers.Tokenizer`).
 
 Ids. SentencePiece is trained with `vocab_size + 1` pieces: its `<unk>` at id 0, then `vocab_size` real pieces
 (no `<s>`, `</s>` or padding). Every letter a-z and the apostrophe are required characters, so every normalised

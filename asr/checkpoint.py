@@ -31,7 +31,7 @@ from asr.atomic import atomic_write
 from asr.config import AUGMENT_PRESETS, AugmentConfig, ModelConfig, TrainConfig
 from asr.errors import ASRError
 from asr.model import CONV1, CONV2, DeepSpeech2, _conv_out, conv1
-from asr.text import Tokenizer, tokenizer_from_state
+from asr.tokenizers import Tokenizer, tokenizer_from_state
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "model_config", "tokenizer", "model")

@@ -26,7 +26,8 @@ from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, load_au
 from asr.errors import ASRError
 from asr.librispeech import LIBRISPEECH_ALIASES, LIBRISPEECH_SPLITS, ensure_splits
 from asr.manifest import DurationManifest
-from asr.text import Tokenizer, normalize
+from asr.text import normalize
+from asr.tokenizers import Tokenizer
 
 if TYPE_CHECKING:
     from asr.augment import Augmenter

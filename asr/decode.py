@@ -52,7 +52,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported only where a tensor is decoded: the ONNX runtime decodes without it
     import torch
 
-from asr.text import WORD_START, Tokenizer, collapse_ctc, join_pieces, normalize
+from asr.text import WORD_START, collapse_ctc, join_pieces, normalize
+from asr.tokenizers import Tokenizer
 
 _RESCALE_BELOW = 1e-30  # rescale beam probabilities when the best falls below this (or rises above its inverse)
 _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescaled beam can never underflow to 0

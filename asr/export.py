@@ -29,7 +29,7 @@ from asr.errors import ASRError
 from asr.metrics import Scores, score
 from asr.model import DeepSpeech2, frame_rate
 from asr.onnx_runtime import INPUTS, OUTPUTS, OnnxRecognizer, load_onnx, metadata
-from asr.text import Tokenizer
+from asr.tokenizers import Tokenizer
 
 OPSET = 17  # onnxruntime >= 1.12 runs it; GRU and LSTM export with dynamic axes at this opset
 TOLERANCE = 1e-4  # max |log p_onnx - log p_torch| accepted at export time

@@ -21,7 +21,7 @@ from asr.config import DecodeConfig, InferenceConfig
 from asr.decode import beam_options, decode_batch, greedy_labelling
 from asr.lm import NGramLM, load_lm
 from asr.onnx_runtime import OnnxRecognizer, load_onnx
-from asr.text import Tokenizer
+from asr.tokenizers import Tokenizer
 
 if TYPE_CHECKING:  # torch and the modules built on it are imported where a checkpoint is used: an exported
     import torch  # model (asr/onnx_runtime.py) transcribes through this module without torch

@@ -1,5 +1,11 @@
 """TensorBoard logging for training: scalars, evaluation panels, augmentation previews; or nothing at all.
 
+Tags: train/<scalar>, val/<scalar>, val/predictions (text), val/<utterance id>/audio and
+val/<utterance id>/spectrogram, augment/<utterance id>/audio/<name> and
+augment/<utterance id>/spectrogram/<name>. No tag is used by two kinds of summary:
+TensorBoard files each tag under one tab, so an image and an audio clip sharing a tag
+hide one another. Spectrograms are pictures from asr.spectrogram (mel dB, colour map).
+
 `TrainLog` owns every panel the training loop shows, so train.py calls one
 method per event. With logging off it wraps a `NullWriter`, and the loop has no
 `if logging:` branches. On resume the writer purges events at or after the
@@ -15,6 +21,7 @@ import torch
 
 from asr.audio import SAMPLE_RATE, load_audio
 from asr.metrics import Scores, utterance_rates
+from asr.spectrogram import mel_db, render_db
 
 LOGGED_UTTERANCES = 3  # spectrograms, audio and predictions shown at each evaluation
 
@@ -80,32 +87,25 @@ class TrainLog:
         rows = [(i, result.references[i], result.greedy[i]) for i in shown]
         table = predictions_table(rows, {"beam": [result.beam.get(i, "") for i in shown]})
         self.writer.add_text("val/predictions", table, step)
-        for utt in utterances[:LOGGED_UTTERANCES]:
-            audio = torch.from_numpy(load_audio(utt.audio_path))
-            self.writer.add_audio(f"val_audio/{utt.id}", audio[None], step, SAMPLE_RATE)
-            self.writer.add_image(f"val_spectrogram/{utt.id}", spectrogram_image(featurize(audio)), step)
+        for utt in utterances[:LOGGED_UTTERANCES]:  # one tag per summary kind: TensorBoard files a tag under one tab
+            audio = load_audio(utt.audio_path)
+            self.writer.add_audio(f"val/{utt.id}/audio", torch.from_numpy(audio)[None], step, SAMPLE_RATE)
+            db = mel_db(featurize, audio)
+            self.writer.add_image(f"val/{utt.id}/spectrogram", render_db(db, float(db.max())), step, dataformats="HWC")
 
     def augmentations(self, utterances: list, augment_config, seed: int, featurize: Callable) -> None:
         """Before/after panels: each augmentation alone on a few fixed training utterances."""
-        from asr.augment import preview, preview_spec
+        from asr.augment import preview_panels
 
         for utt in utterances[:LOGGED_UTTERANCES]:
-            for name, audio in preview(load_audio(utt.audio_path), augment_config, seed):
-                features = featurize(torch.from_numpy(audio))
-                self.writer.add_audio(f"augment/{utt.id}/{name}", torch.from_numpy(audio)[None], 0, SAMPLE_RATE)
-                self.writer.add_image(f"augment/{utt.id}/{name}", spectrogram_image(features), 0)
-                if name == "original":
-                    masked = preview_spec(features, augment_config, seed)
-                    self.writer.add_image(f"augment/{utt.id}/specaugment", spectrogram_image(masked), 0)
+            for name, audio, picture in preview_panels(load_audio(utt.audio_path), augment_config, seed, featurize):
+                self.writer.add_image(f"augment/{utt.id}/spectrogram/{name}", picture, 0, dataformats="HWC")
+                if audio is not None:
+                    clip = torch.from_numpy(audio)[None]
+                    self.writer.add_audio(f"augment/{utt.id}/audio/{name}", clip, 0, SAMPLE_RATE)
 
     def close(self) -> None:
         self.writer.close()
-
-
-def spectrogram_image(features: torch.Tensor) -> torch.Tensor:
-    """(T, n_mels) features -> (1, n_mels, T) image in [0, 1], low frequencies at the bottom."""
-    img = features.T.flip(0).float()
-    return ((img - img.min()) / (img.max() - img.min() + 1e-8)).unsqueeze(0)
 
 
 def predictions_table(rows: list[tuple[str, str, str]], extra: dict[str, list[str]] | None = None) -> str:

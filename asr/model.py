@@ -80,7 +80,7 @@ class BiRNN(nn.Module):
     within its own length, and is reversed back. The result equals a bidirectional
     RNN on packed sequences (tested against one) while avoiding PyTorch's packed-
     sequence path: a training step is 2.3x (tiny) to 3.7x (small) faster on CPU
-    (benchmarks/speed.py, README "Speed").
+    (benchmarks/speed.py, docs/performance.md).
     Outputs at padded frames are garbage; callers mask them.
     """
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE, log_mel
 from asr.errors import ASRError
-from asr.text import Tokenizer, tokenizer_from_state
+from asr.tokenizers import Tokenizer, tokenizer_from_state
 
 FORMAT_VERSION = 1  # of the metadata below; a reader refuses newer files
 PREFIX = "asr."  # every metadata key of ours starts with this

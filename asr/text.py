@@ -1,4 +1,4 @@
-"""Text normalisation and the character tokenizer.
+"""Text normalisation: the alphabet every transcript, reference and prediction is written in.
 
 Every transcript, reference or prediction goes through `normalize()` before it
 is encoded or scored, so training targets, decoder output and metric inputs all
@@ -6,17 +6,15 @@ live in the same alphabet: lowercase a-z, the apostrophe and single spaces.
 `normalize()`'s docstring lists the rules (numbers, ordinals, accents,
 punctuation, apostrophes) with an example each.
 
-A tokenizer (`Tokenizer`) maps normalised text to CTC target ids, with the
-blank at index 0. `CharTokenizer` lives here; the SentencePiece BPE tokenizer
-is `asr.bpe.BpeTokenizer`, and `tokenizer_from_state` rebuilds either from a
-checkpoint. The decoder needs only a tokenizer's `vocab`: each token's surface,
-where " " (characters) or a leading "▁" (`WORD_START`, BPE pieces) begins a word.
+Tokenizers, which map normalised text to CTC target ids, are in `asr.tokenizers`
+(characters) and `asr.bpe` (SentencePiece pieces); this module imports neither.
+A token's surface " " (characters) or a leading "▁" (`WORD_START`, BPE pieces)
+begins a word; `join_pieces` and `collapse_ctc` are the helpers both share.
 """
 
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import Protocol
 
 BLANK = "<blank>"
 SPACE = " "
@@ -150,70 +148,3 @@ def collapse_ctc(ids: Iterable[int], blank: int = 0) -> list[int]:
             out.append(i)
         prev = i
     return out
-
-
-class Tokenizer(Protocol):
-    """What training, decoding and checkpoints need of a tokenizer (CharTokenizer, asr.bpe.BpeTokenizer)."""
-
-    kind: str  # "char" or "bpe": which class `tokenizer_from_state` rebuilds
-    vocab: list[str]  # surface of every token id; vocab[0] is the CTC blank
-    blank: int  # 0
-    space: int | None  # the token that only separates words (" " or "▁"), if there is one
-
-    def __len__(self) -> int: ...
-    def encode(self, text: str) -> list[int]: ...
-    def decode(self, ids: list[int]) -> str: ...
-    def decode_ctc(self, ids: list[int]) -> str: ...
-    def state_dict(self) -> dict: ...
-
-
-class CharTokenizer:
-    """Character vocabulary for CTC: index 0 is the blank, then space, apostrophe, a-z.
-
-    `encode` expects normalised text; `decode` is its exact inverse, so
-    `decode(encode(normalize(s))) == normalize(s)`.
-    """
-
-    kind = "char"
-
-    def __init__(self, vocab: list[str] | None = None) -> None:
-        self.vocab = list(vocab) if vocab is not None else [BLANK, SPACE, "'", *LETTERS]
-        if self.vocab[0] != BLANK or len(set(self.vocab)) != len(self.vocab):
-            raise ValueError(f"vocab must start with {BLANK!r} and have no duplicates, got {self.vocab}")
-        self.blank = 0
-        self.space = self.vocab.index(SPACE) if SPACE in self.vocab else None
-        self._index = {token: i for i, token in enumerate(self.vocab)}
-
-    def __len__(self) -> int:
-        return len(self.vocab)
-
-    def encode(self, text: str) -> list[int]:
-        """Normalised text -> token ids (no blanks)."""
-        try:
-            return [self._index[c] for c in text]
-        except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary; normalize() the text first") from None
-
-    def decode(self, ids: list[int]) -> str:
-        """Token ids -> text; blanks are skipped, nothing is collapsed."""
-        return "".join(self.vocab[i] for i in ids if i != self.blank)
-
-    def decode_ctc(self, ids: list[int]) -> str:
-        """A frame-level CTC path -> text: merge repeats, then drop blanks."""
-        return self.decode(collapse_ctc(ids, self.blank))
-
-    def state_dict(self) -> dict:
-        """What a checkpoint stores to rebuild this tokenizer."""
-        return {"kind": self.kind, "vocab": self.vocab}
-
-
-def tokenizer_from_state(state: dict) -> Tokenizer:
-    """Rebuild a tokenizer saved with `state_dict()`: a CharTokenizer or an asr.bpe.BpeTokenizer, by its kind."""
-    kind = state.get("kind") if isinstance(state, dict) else None
-    if kind == "char":
-        return CharTokenizer(state["vocab"])
-    if kind == "bpe":
-        from asr.bpe import BpeTokenizer  # imported here: asr.bpe imports this module
-
-        return BpeTokenizer(state["model"])
-    raise ValueError(f"unknown tokenizer kind {kind!r} in checkpoint (this code knows 'char' and 'bpe')")

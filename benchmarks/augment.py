@@ -1,7 +1,7 @@
 """What augmentation adds to a CPU training step.
 
-    python benchmarks/augment.py
-    python benchmarks/augment.py --data corpus/train     # + the padding it adds to a real epoch
+    python -m benchmarks.augment
+    python -m benchmarks.augment --data corpus/train     # + the padding it adds to a real epoch
 
 For 16 utterances of ~10 s (clips of data/example joined end to end) it times,
 per utterance: loading + log-mel features (what every step pays), each
@@ -19,21 +19,18 @@ frames the model runs over compared with no augmentation.
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from asr.audio import SAMPLE_RATE, LogMel, load_audio  # noqa: E402
-from asr.augment import WAVE_AUGMENTATIONS, Augmenter  # noqa: E402
-from asr.config import AUGMENT_PRESETS, MODEL_PRESETS  # noqa: E402
-from asr.data import BucketBatchSampler, DataReport, Utterance, custom_dir_utterances  # noqa: E402
-from asr.model import DeepSpeech2  # noqa: E402
-from benchmarks.speed import BATCH, make_batch, make_clips, time_train_step  # noqa: E402
+from asr.audio import SAMPLE_RATE, LogMel, load_audio
+from asr.augment import WAVE_AUGMENTATIONS, Augmenter
+from asr.config import AUGMENT_PRESETS, MODEL_PRESETS
+from asr.data import BucketBatchSampler, DataReport, Utterance, custom_dir_utterances
+from asr.model import DeepSpeech2
+from benchmarks.speed import BATCH, make_batch, make_clips, time_train_step
 
 
 def padded_seconds(utterances: list[Utterance], batch_seconds: float) -> None:

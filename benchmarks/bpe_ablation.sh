@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Characters against SentencePiece BPE at equal wall-clock training budgets on the synthetic benchmark (README,
-# "Tokenizers"). For each configuration: a 20-step probe measures its training speed, which sets --epochs so that
+# Characters against SentencePiece BPE at equal wall-clock training budgets on the synthetic benchmark (docs/REPORT.md,
+# "BPE"). For each configuration: a 20-step probe measures its training speed, which sets --epochs so that
 # the learning-rate schedule ends at about the budget; the run itself (--max_minutes stops it at the budget
 # whatever the estimate, evaluation not counted); then greedy, beam 32 and beam 32 + a 3-gram of the training
 # transcripts (alpha and beta from a grid on dev) on test and test-noisy. Run alone on the machine, from the
@@ -22,7 +22,7 @@ configs=("$@")
 )
 common=(--dataset corpus/train --eval_dataset corpus/dev --model small --batch_seconds 60 --augment default)
 
-[ -d corpus/train ] || python benchmarks/synth_corpus.py --preset benchmark --out corpus
+[ -d corpus/train ] || python -m benchmarks.synth_corpus --preset benchmark --out corpus
 mkdir -p lm runs
 [ -f lm/train3.arpa ] || { cat corpus/train/transcriptions/*.txt > lm/train.txt
     python -m asr.lm build --text lm/train.txt --split lines --order 3 --out lm/train3.arpa; }

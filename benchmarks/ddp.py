@@ -1,6 +1,6 @@
 """Training throughput of 2 DDP processes (torchrun, gloo, one thread each) against 1 process with one thread.
 
-    python benchmarks/ddp.py --data corpus/train --steps 30
+    python -m benchmarks.ddp --data corpus/train --steps 30
 
 Both run train.py on the same data with the same per-process batch (--batch_seconds) for the same number of
 optimizer steps, evaluation cut to one utterance, no TensorBoard. Throughput is what train.py prints at the end

@@ -32,10 +32,10 @@ both off.
 pyctcdecode (and kenlm, which it needs for the LM) is installed for this benchmark only, in its own venv
 since it pins numpy < 2: `pip install pyctcdecode kenlm`; without them those rows are skipped.
 
-    python benchmarks/decode.py                                    # every class, 30 (5 long) utterances each
-    python benchmarks/decode.py --classes clean --utterances 20 --no-pyctcdecode
-    python benchmarks/decode.py --classes real --logits logits/test-clean
-    python benchmarks/decode.py --classes clean --utterances 40 --against-commit 00f3c98   # vs that decode.py
+    python -m benchmarks.decode                                    # every class, 30 (5 long) utterances each
+    python -m benchmarks.decode --classes clean --utterances 20 --no-pyctcdecode
+    python -m benchmarks.decode --classes real --logits logits/test-clean
+    python -m benchmarks.decode --classes clean --utterances 40 --against-commit 00f3c98   # vs that decode.py
 
 Times are CPU ms per utterance in one process on one core (torch.set_num_threads(1)); ratios are measured in
 the same run.
@@ -55,22 +55,21 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-import editdistance
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from asr.decode import beam_search, greedy_decode
+from asr.lm import build_arpa, load_lm, read_sentences
+from asr.metrics import score
+from asr.text import normalize
+from asr.tokenizers import CharTokenizer, tokenizer_from_state
 
-from asr.decode import beam_search, greedy_decode  # noqa: E402
-from asr.lm import build_arpa, load_lm, read_sentences  # noqa: E402
-from asr.text import CharTokenizer, normalize, tokenizer_from_state  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_TEXT = "../shared/data/text/pride_and_prejudice.txt"  # relative to the repository root
 FRAMES_PER_SECOND = 50
@@ -175,8 +174,8 @@ def saved_utterances(folder: Path, n: int, tokenizer: CharTokenizer) -> list[tup
 
 
 def wer(hyps: list[str], refs: list[str]) -> float:
-    edits = sum(editdistance.eval(h.split(), r.split()) for h, r in zip(hyps, refs, strict=True))
-    return 100.0 * edits / max(1, sum(len(r.split()) for r in refs))
+    """Corpus WER in % (asr.metrics.score: word edits over reference words)."""
+    return 100.0 * score(list(zip(refs, hyps, strict=True))).wer
 
 
 def timed(decode, utterances) -> tuple[float, list[str]]:

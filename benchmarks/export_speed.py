@@ -1,7 +1,7 @@
 """Inference speed of PyTorch fp32, onnxruntime fp32 and onnxruntime int8 on the same utterances, and file sizes.
 
-    python benchmarks/export_speed.py --checkpoint runs/small10/best.pt --data_dir /work/corpus/test
-    python benchmarks/export_speed.py --preset base --data_dir /work/corpus/test     # untrained: speed only
+    python -m benchmarks.export_speed --checkpoint runs/small10/best.pt --data_dir /work/corpus/test
+    python -m benchmarks.export_speed --preset base --data_dir /work/corpus/test     # untrained: speed only
 
 Each engine transcribes the first `--utterances` recordings of --data_dir (by id) one at a time, from samples
 in memory to (T', V) log-probabilities, front end included (PyTorch: `LogMel`, built once, + the network, as
@@ -16,7 +16,6 @@ export.py for that.
 """
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,15 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from asr.audio import SAMPLE_RATE, LogMel, load_audio, log_mel  # noqa: E402
-from asr.checkpoint import load_checkpoint, model_from_checkpoint, model_state  # noqa: E402
-from asr.config import MODEL_PRESETS  # noqa: E402
-from asr.export import audio_files, export_checkpoint_metadata, export_onnx, quantize_int8, write_metadata  # noqa: E402
-from asr.model import DeepSpeech2, count_parameters  # noqa: E402
-from asr.onnx_runtime import load_onnx  # noqa: E402
-from asr.text import CharTokenizer  # noqa: E402
+from asr.audio import SAMPLE_RATE, LogMel, load_audio, log_mel
+from asr.checkpoint import load_checkpoint, model_from_checkpoint, model_state
+from asr.config import MODEL_PRESETS
+from asr.export import audio_files, export_checkpoint_metadata, export_onnx, quantize_int8, write_metadata
+from asr.model import DeepSpeech2, count_parameters
+from asr.onnx_runtime import load_onnx
+from asr.tokenizers import CharTokenizer
 
 
 @torch.inference_mode()

@@ -14,9 +14,9 @@ pretrain_epochs=${1:-9}
 epochs=${2:-40}  # on AN4 and LJSpeech (30 s and 164 s of training audio)
 accent_epochs=${3:-20}  # on the 5 minutes of the new accent: about the audio of an LJSpeech run
 
-[ -d corpus/train ] || python benchmarks/synth_corpus.py --preset benchmark --out corpus
-[ -d accent/train ] || python benchmarks/synth_corpus.py --preset accent --out accent
-python benchmarks/real_splits.py --out real
+[ -d corpus/train ] || python -m benchmarks.synth_corpus --preset benchmark --out corpus
+[ -d accent/train ] || python -m benchmarks.synth_corpus --preset accent --out accent
+python -m benchmarks.real_splits --out real
 mkdir -p lm runs
 # LMs: the book for the real sets (their text is not in it); for the accent, the benchmark's training transcripts
 # only (its test sentences are in the book).

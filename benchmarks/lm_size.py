@@ -1,8 +1,8 @@
 """Language models at LibriSpeech size: load time, memory and beam-100 decoding of the built-in ARPA reader and
 KenLM on one ARPA file of millions of n-grams.
 
-    python benchmarks/lm_size.py --out lm-bench                      # build the LM once (minutes), then measure
-    python benchmarks/lm_size.py --out lm-bench --kenlm-site /venv-kenlm/lib/python3.11/site-packages
+    python -m benchmarks.lm_size --out lm-bench                      # build the LM once (minutes), then measure
+    python -m benchmarks.lm_size --out lm-bench --kenlm-site /venv-kenlm/lib/python3.11/site-packages
 
 The LM is a real interpolated modified Kneser-Ney 4-gram built by the project's own builder
 (`python -m asr.lm build`) from a corpus that makes as many distinct n-grams as a big LM has: `--copies`
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TEXT = ROOT.parent / "shared" / "data" / "text" / "pride_and_prejudice.txt"
 SPECIAL = {"<S>": "<s>", "</S>": "</s>", "<UNK>": "<unk>"}  # ARPA tokens that stay lowercase (KenLM needs it)
@@ -88,7 +87,7 @@ def measure(backend: str, arpa: Path, utterances: int, beam: int) -> dict:
     from asr.config import DecodeConfig
     from asr.decode import beam_options, beam_search
     from asr.lm import load_lm, read_sentences
-    from asr.text import CharTokenizer
+    from asr.tokenizers import CharTokenizer
     from benchmarks.decode import NOISE, synthetic_utterances, wer
 
     tokenizer = CharTokenizer()

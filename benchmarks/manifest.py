@@ -1,7 +1,7 @@
 """Start-up cost of listing a LibriSpeech-sized split: audio headers vs the duration manifest (asr/manifest.py).
 
-    python benchmarks/manifest.py                          # 281,241 files (train-960), 5,625 chapters
-    python benchmarks/manifest.py --utterances 28539       # train-clean-100's count
+    python -m benchmarks.manifest                          # 281,241 files (train-960), 5,625 chapters
+    python -m benchmarks.manifest --utterances 28539       # train-clean-100's count
 
 Builds a LibriSpeech tree `LibriSpeech/<split>/<speaker>/<chapter>/` with `--utterances` flac files, 50 per
 chapter, and one `<speaker>-<chapter>.trans.txt` per chapter holding a sentence of the book per line
@@ -28,12 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from asr import data
+from asr.data import DataReport, librispeech_utterances
+from asr.manifest import MANIFEST_NAME, DurationManifest
 
-from asr import data  # noqa: E402
-from asr.data import DataReport, librispeech_utterances  # noqa: E402
-from asr.manifest import MANIFEST_NAME, DurationManifest  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = ROOT.parent / "shared" / "data"
 CLIP = SHARED / "speech" / "librispeech" / "audio" / "1034-121119-0046.flac"

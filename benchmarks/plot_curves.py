@@ -2,8 +2,8 @@
 
 Reads the scalars train.py wrote under each RUN/tensorboard/ and draws one panel per tag, one line per run:
 
-    python benchmarks/plot_curves.py runs/small-noaug runs/small-aug --out docs/curves.png
-    python benchmarks/plot_curves.py runs/a --tags train/loss val/loss --labels "no augmentation" --out a.png
+    python -m benchmarks.plot_curves runs/small-noaug runs/small-aug --out docs/curves.png
+    python -m benchmarks.plot_curves runs/a --tags train/loss val/loss --labels "no augmentation" --out a.png
 
 Needs matplotlib (in requirements-dev.txt; training itself does not).
 """

@@ -16,13 +16,13 @@ epochs=${1:-9}
 shift || true
 run=runs/pretrain-mixed
 
-[ -f mixed/manifest.json ] || python benchmarks/synth_corpus.py --preset mixed --out mixed
-[ -f yardstick/sources.json ] || python benchmarks/yardstick.py assemble --out yardstick
+[ -f mixed/manifest.json ] || python -m benchmarks.synth_corpus --preset mixed --out mixed
+[ -f yardstick/sources.json ] || python -m benchmarks.yardstick assemble --out yardstick
 [ -f "$run/best.pt" ] || python train.py --dataset mixed/train --eval_dataset mixed/dev --run_name pretrain-mixed \
     --model small --epochs "$epochs" --batch_seconds 60 --eval_every "$epochs" --augment default --no-tensorboard "$@"
 
 # The real yardstick: greedy and beam + a 3-gram of the corpus's training transcripts (none of its sentences).
-python benchmarks/yardstick.py score --checkpoint "$run/best.pt" --yardstick yardstick --out preds/pretrain-yardstick \
+python -m benchmarks.yardstick score --checkpoint "$run/best.pt" --yardstick yardstick --out preds/pretrain-yardstick \
     --lm_from mixed
 mkdir -p lm
 cp preds/pretrain-yardstick/lm-train3.arpa lm/mixed3.arpa

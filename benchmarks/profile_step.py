@@ -1,7 +1,7 @@
 """Where a training step's time goes, and how close the real step is to the bare compute.
 
-    python benchmarks/profile_step.py --data corpus/train                       # small, 60 s batches, 2 threads
-    python benchmarks/profile_step.py --data corpus/train --model base --batch_seconds 20 --batches 3
+    python -m benchmarks.profile_step --data corpus/train                       # small, 60 s batches, 2 threads
+    python -m benchmarks.profile_step --data corpus/train --model base --batch_seconds 20 --batches 3
 
 On real batches of `--data` (a CustomDir; the duration-bucketed sampler of train.py, `--augment` as train.py)
 it times, per batch and one after the other in this process: reading the audio, the wave augmentations, the
@@ -23,15 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from asr.audio import load_audio  # noqa: E402
-from asr.augment import Augmenter  # noqa: E402
-from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig  # noqa: E402
-from asr.data import BucketBatchSampler, DataReport, SpeechDataset, collate, custom_dir_utterances  # noqa: E402
-from asr.model import DeepSpeech2  # noqa: E402
-from asr.text import CharTokenizer  # noqa: E402
-from train import apply_gradients, build_optimizer, ctc_loss, forward_backward  # noqa: E402
+from asr.audio import load_audio
+from asr.augment import make_augmenter
+from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig
+from asr.data import BucketBatchSampler, DataReport, SpeechDataset, collate, custom_dir_utterances
+from asr.model import DeepSpeech2
+from asr.tokenizers import CharTokenizer
+from train import apply_gradients, build_optimizer, ctc_loss, forward_backward
 
 PARTS = ("load", "augment wave", "features", "specaugment", "collate", "conv", "rnn", "output layer", "ctc loss",
          "backward", "optimizer")  # fmt: skip
@@ -138,7 +136,7 @@ def main() -> None:
     if not utterances:
         sys.exit(f"no transcribed utterances in {args.data}: {report.summary()}")
     config = MODEL_PRESETS[args.model]
-    augmenter = Augmenter(AUGMENT_PRESETS[args.augment]) if args.augment != "none" else None
+    augmenter = make_augmenter(AUGMENT_PRESETS[args.augment])
     dataset = SpeechDataset(utterances, CharTokenizer(), config.n_mels, augmenter=augmenter)
     sampler = BucketBatchSampler([u.duration for u in utterances], args.batch_seconds, seed=0)
     chosen = sampler.batches(0)[: args.batches + 1]

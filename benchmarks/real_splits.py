@@ -1,6 +1,6 @@
 """Train/test CustomDir folders of the real recordings in ../shared/data/speech, for fine-tuning experiments.
 
-    python benchmarks/real_splits.py --out real
+    python -m benchmarks.real_splits --out real
 
 writes (as hard links, or copies where the file system has none; the dataset readers refuse symbolic
 links that leave the dataset folder):

@@ -1,8 +1,8 @@
 """Training and inference speed of each model preset, and the padding waste of the batch sampler.
 
-    python benchmarks/speed.py                    # all presets, 2 threads
-    python benchmarks/speed.py --presets small --threads 1
-    python benchmarks/speed.py --device cuda      # on a GPU (fp16 autocast, as train.py)
+    python -m benchmarks.speed                    # all presets, 2 threads
+    python -m benchmarks.speed --presets small --threads 1
+    python -m benchmarks.speed --device cuda      # on a GPU (fp16 autocast, as train.py)
 
 On a fixed batch of 16 utterances of ~10 s (clips of data/example joined end to
 end) it prints, per preset: the training step time (forward, CTC, backward,
@@ -28,14 +28,12 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from asr.audio import SAMPLE_RATE, LogMel, load_audio, num_frames  # noqa: E402
-from asr.config import MODEL_PRESETS, TrainConfig  # noqa: E402
-from asr.data import BucketBatchSampler  # noqa: E402
-from asr.infer import autocast  # noqa: E402
-from asr.model import BiRNN, DeepSpeech2  # noqa: E402
-from train import build_optimizer, train_step  # noqa: E402
+from asr.audio import SAMPLE_RATE, LogMel, load_audio, num_frames
+from asr.config import MODEL_PRESETS, TrainConfig
+from asr.data import BucketBatchSampler
+from asr.infer import autocast
+from asr.model import BiRNN, DeepSpeech2
+from train import build_optimizer, train_step
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "example" / "audio"
 BATCH, SECONDS = 16, 10.0

@@ -41,10 +41,10 @@ so the files do not depend on `--workers` or on scheduling. espeak-ng itself is
 deterministic, so the same seed, text, espeak-ng version and library versions
 give byte-identical files (checked by the sha256 sums in the manifest).
 
-    python benchmarks/synth_corpus.py --preset example --out data/example
-    python benchmarks/synth_corpus.py --preset smoke --out /tmp/smoke_corpus
-    python benchmarks/synth_corpus.py --preset benchmark --out ../corpus
-    python benchmarks/synth_corpus.py --preset mixed --out ../mixed    # also needs flite and festival
+    python -m benchmarks.synth_corpus --preset example --out data/example
+    python -m benchmarks.synth_corpus --preset smoke --out /tmp/smoke_corpus
+    python -m benchmarks.synth_corpus --preset benchmark --out ../corpus
+    python -m benchmarks.synth_corpus --preset mixed --out ../mixed    # also needs flite and festival
 """
 
 import argparse
@@ -65,16 +65,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as `python benchmarks/synth_corpus.py` without installing the package
-    sys.path.insert(0, str(REPO))
+from asr import augment
+from asr.audio import SAMPLE_RATE, resample
+from asr.errors import ASRError, run_cli
+from asr.sentences import gutenberg_body, split_sentences
+from asr.text import normalize
+from benchmarks import tts
 
-from asr import augment  # noqa: E402
-from asr.audio import SAMPLE_RATE, resample  # noqa: E402
-from asr.errors import ASRError, run_cli  # noqa: E402
-from asr.sentences import gutenberg_body, split_sentences  # noqa: E402
-from asr.text import normalize  # noqa: E402
-from benchmarks import tts  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_TEXT = REPO.parent / "shared" / "data" / "text" / "pride_and_prejudice.txt"
 

@@ -6,8 +6,8 @@ pocketsphinx and LibriVox, misc: each folder's meta.json lists its utterances, o
 CustomDir folder, and scores a checkpoint on it with inference.py: WER and CER per source and overall, with
 greedy decoding and with beam search + a word 3-gram LM.
 
-    python benchmarks/yardstick.py assemble --out yardstick
-    python benchmarks/yardstick.py score --checkpoint runs/X/best.pt --yardstick yardstick --out preds/yard-X \\
+    python -m benchmarks.yardstick assemble --out yardstick
+    python -m benchmarks.yardstick score --checkpoint runs/X/best.pt --yardstick yardstick --out preds/yard-X \\
         --lm_from corpus            # a 3-gram of corpus/train's transcripts (python -m asr.lm build); or --lm FILE
 
 `assemble` writes yardstick/audio/<source>--<utt id>.<ext> (links to the shared files, nothing is copied),
@@ -25,14 +25,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as `python benchmarks/yardstick.py` without installing the package
-    sys.path.insert(0, str(REPO))
+from asr.data import DataReport, read_transcripts
+from asr.errors import ASRError, run_cli
+from asr.metrics import Scores, score
+from asr.text import normalize
 
-from asr.data import DataReport, read_transcripts  # noqa: E402
-from asr.errors import ASRError, run_cli  # noqa: E402
-from asr.metrics import Scores, score  # noqa: E402
-from asr.text import normalize  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SPEECH = REPO.parent / "shared" / "data" / "speech"
 SOURCES_FILE = "sources.json"
@@ -127,7 +125,7 @@ def score_checkpoint(
 ) -> dict:
     """Transcribe the yardstick with `checkpoint` (inference.py), decode greedy and, with an LM, beam + LM."""
     if not (yardstick / SOURCES_FILE).is_file():
-        raise ASRError(f"{yardstick}: no {SOURCES_FILE} — run `python benchmarks/yardstick.py assemble` first")
+        raise ASRError(f"{yardstick}: no {SOURCES_FILE} — run `python -m benchmarks.yardstick assemble` first")
     logits = out / "logits"
     common = ["inference.py", "--checkpoint", str(checkpoint)]
     _python([*common, "--data_dir", str(yardstick), "--save_logits", str(logits), "--out", str(out / "greedy")])

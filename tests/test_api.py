@@ -19,7 +19,7 @@ from asr.checkpoint import model_state, save_checkpoint
 from asr.config import MODEL_PRESETS
 from asr.lm import build_arpa
 from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_IDS = ["en-029+Alex-000018", "en-gb+Andy-000034", "en-029+f3-000005"]  # en-gb+Andy-000034: the docstring's

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from conftest import SPEECH
 
-from asr import augment
+from asr import augment, spectrogram
 from asr.audio import SAMPLE_RATE, LogMel
 from asr.config import AUGMENT_PRESETS, AugmentConfig
 
@@ -328,13 +328,13 @@ def test_png_writer_round_trips_pixels(tmp_path):
     from PIL import Image
 
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
-    augment._write_png(tmp_path / "x.png", rgb)
+    spectrogram.write_png(tmp_path / "x.png", rgb)
     data = (tmp_path / "x.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     assert struct.unpack(">IIBB", data[16:26]) == (3, 2, 8, 2)  # width, height, 8 bits, RGB
     with Image.open(tmp_path / "x.png") as png:
         assert png.mode == "RGB" and np.array_equal(np.asarray(png), rgb)
-    image = augment._image(np.array([[0.0, 1.0], [0.5, 0.25]]), 0.0, 1.0, row_repeat=2)  # (frames, channels)
+    image = spectrogram.render(np.array([[0.0, 1.0], [0.5, 0.25]]), 0.0, 1.0, row_repeat=2)  # (frames, channels)
     assert image.shape == (4, 2, 3) and tuple(image[3, 0]) == (0, 0, 4) and tuple(image[0, 0]) == (252, 253, 191)
 
 
@@ -365,3 +365,56 @@ def test_every_augmentation_survives_clips_of_any_length():
         audio = speech_like(1.0)[:length]
         out = aug.wave(audio, np.random.default_rng(length))
         assert np.isfinite(out).all() and len(out) > 0
+
+
+def test_none_preset_turns_every_probability_off_and_keeps_the_ranges():
+    probabilities = [f.name for f in dataclasses.fields(AugmentConfig) if f.name.endswith("_p")]
+    assert {f"{name}_p" for name in augment.WAVE_AUGMENTATIONS} | {"spec_p"} == set(probabilities)
+    assert all(getattr(NONE, name) == 0.0 for name in probabilities)
+    assert dataclasses.replace(NONE, **{n: getattr(AugmentConfig(), n) for n in probabilities}) == AugmentConfig()
+    assert not augment.is_active(NONE) and augment.make_augmenter(NONE) is None
+
+
+def test_a_single_probability_flag_augments_whatever_the_preset():
+    import train
+
+    settings, _ = train.resolve_config(["--augment", "none", "--noise_p", "1.0"])
+    assert settings.train.augment == "none" and settings.augment == dataclasses.replace(NONE, noise_p=1.0)
+    augmenter = augment.make_augmenter(settings.augment)
+    assert augmenter is not None
+    audio = speech_like()
+    noisy = augmenter.wave(audio, np.random.default_rng(0))
+    added = noisy.astype(np.float64) - audio
+    snr = 10 * np.log10(np.mean(audio.astype(np.float64) ** 2) / np.mean(added**2))
+    assert noisy.shape == audio.shape and NONE.noise_snr_min - 0.01 <= snr <= NONE.noise_snr_max + 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithDummy(AugmentConfig):
+    dummy_p: float = 1.0
+
+
+def _dummy(aug: augment.Augmenter, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    rng.standard_normal(1000)  # draws plenty, changes nothing
+    return audio * np.float32(rng.uniform(1.0, 1.0))
+
+
+@pytest.mark.parametrize("name", [*augment.WAVE_AUGMENTATIONS, "spec"])
+def test_adding_an_augmentation_leaves_every_other_draw_unchanged(name, monkeypatch):
+    audio, features = speech_like(), torch.randn(300, 80) + 5
+    config = dataclasses.replace(AUGMENT_PRESETS["strong"], **{f"{name}_p": 1.0})
+    before = augment.Augmenter(config)
+    rng = np.random.default_rng([7, 1, 3])
+    wave_before, spec_before = before.wave(audio, rng), before.spec(features, rng)
+    # Registered first, so it runs before every other augmentation and draws before they do.
+    monkeypatch.setattr(augment, "WAVE_AUGMENTATIONS", {"dummy": _dummy, **augment.WAVE_AUGMENTATIONS})
+    after = augment.Augmenter(_WithDummy(**dataclasses.asdict(config)))
+    rng = np.random.default_rng([7, 1, 3])
+    assert np.array_equal(after.wave(audio, rng), wave_before)
+    assert torch.equal(after.spec(features, rng), spec_before)
+
+
+def test_an_augmentation_without_a_probability_field_is_refused(monkeypatch):
+    monkeypatch.setattr(augment, "WAVE_AUGMENTATIONS", {**augment.WAVE_AUGMENTATIONS, "dummy": _dummy})
+    with pytest.raises(ValueError, match="dummy.*dummy_p|<name>_p"):
+        augment.Augmenter(NONE)

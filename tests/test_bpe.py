@@ -21,7 +21,8 @@ from asr.decode import _WordTracker, beam_search, greedy_decode, word_timestamps
 from asr.infer import decode_labellings
 from asr.lm import build_arpa, load_lm
 from asr.model import DeepSpeech2, frame_rate
-from asr.text import BLANK, WORD_START, CharTokenizer, normalize, tokenizer_from_state
+from asr.text import BLANK, WORD_START, normalize
+from asr.tokenizers import CharTokenizer, tokenizer_from_state
 
 BOOK = SPEECH.parent / "text" / "pride_and_prejudice.txt"
 FIXTURES = Path(__file__).parent / "fixtures"

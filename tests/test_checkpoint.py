@@ -16,7 +16,7 @@ from asr.checkpoint import (
 )
 from asr.config import MODEL_PRESETS
 from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 
 
 def _tiny() -> tuple[DeepSpeech2, CharTokenizer]:

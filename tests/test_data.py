@@ -18,7 +18,7 @@ from asr.data import (
     load_dataset,
     read_transcripts,
 )
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 
 
 def test_custom_dir_reports_every_bad_file(tmp_path):

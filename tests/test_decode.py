@@ -25,7 +25,7 @@ from asr.decode import (
     word_timestamps,
 )
 from asr.lm import build_arpa, load_lm
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHARS = CharTokenizer()

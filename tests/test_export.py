@@ -23,7 +23,7 @@ from asr.config import MODEL_PRESETS
 from asr.export import ExportError, export_onnx, generated_inputs, quantize_int8, torch_log_probs
 from asr.model import DeepSpeech2
 from asr.onnx_runtime import OnnxModelError, load_onnx, metadata, read_metadata
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "data" / "example"

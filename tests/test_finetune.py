@@ -13,7 +13,8 @@ import train
 from asr.checkpoint import model_state, save_checkpoint
 from asr.config import MODEL_PRESETS
 from asr.model import DeepSpeech2
-from asr.text import BLANK, LETTERS, CharTokenizer
+from asr.text import BLANK, LETTERS
+from asr.tokenizers import CharTokenizer
 
 
 @pytest.fixture

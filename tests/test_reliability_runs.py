@@ -23,7 +23,7 @@ from asr.config import MODEL_PRESETS
 from asr.data import DataReport, load_dataset
 from asr.errors import ASRError
 from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

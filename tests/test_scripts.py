@@ -180,7 +180,7 @@ def test_inference_timestamps_write_words_with_seconds(tmp_path, decoder):
     frames (50 per second): "book" in frames 1-7 (b held, o blank o, k), "is" in frames 15-18."""
     import numpy as np
 
-    from asr.text import CharTokenizer
+    from asr.tokenizers import CharTokenizer
 
     tokenizer, path = CharTokenizer(), "-bb-o-ok---_---ii-s-"
     probs = np.full((len(path), len(tokenizer)), 0.01 / (len(tokenizer) - 1))

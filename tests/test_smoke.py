@@ -18,7 +18,7 @@ import train
 from asr.checkpoint import model_state, save_checkpoint
 from asr.config import MODEL_PRESETS
 from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 from benchmarks import synth_corpus
 
 EPOCHS = 8

@@ -1,6 +1,7 @@
 import pytest
 
-from asr.text import BLANK, CharTokenizer, normalize, spell_number, spell_ordinal, tokenizer_from_state
+from asr.text import BLANK, normalize, spell_number, spell_ordinal
+from asr.tokenizers import CharTokenizer, tokenizer_from_state
 
 
 @pytest.mark.parametrize(

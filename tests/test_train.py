@@ -1,6 +1,7 @@
 """Training loop behaviour: overfitting, exact resume, NaN safety, run folder contents."""
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -9,8 +10,10 @@ import shutil
 import pytest
 import torch
 from conftest import LIBRISPEECH_FIXTURES, SHORTEST
+from PIL import Image
 
 import train
+from asr.augment import WAVE_AUGMENTATIONS
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig
 from asr.data import BucketBatchSampler, DataReport, load_dataset
 from asr.errors import ASRError
@@ -94,8 +97,22 @@ def test_tensorboard_gets_scalars_images_audio_and_predictions(tmp_path, tiny_se
     for scalar in ("train/loss", "train/lr", "train/grad_norm", "train/skipped_steps",
                    "train/audio_seconds_per_second", "val/loss", "val/wer", "val/cer", "val/wer_beam"):  # fmt: skip
         assert scalar in tags["scalars"], scalar
-    assert sum(t.startswith("val_") for t in tags["images"]) == 3 and len(tags["audio"]) == 3 + 3 * 9
-    assert "augment/2830-3980-0043/reverb" in tags["images"] and "augment/2830-3980-0043/specaugment" in tags["images"]
+    # TensorBoard files a tag under one tab: every image and audio clip has a tag of its own kind.
+    assert not set(tags["images"]) & set(tags["audio"])
+    val_ids = {t.split("/")[1] for t in tags["audio"] if t.startswith("val/")}
+    assert len(val_ids) == 3 and {f"val/{i}/spectrogram" for i in val_ids} <= set(tags["images"])
+    augmented = {t.split("/")[1] for t in tags["audio"] if t.startswith("augment/")}
+    assert len(augmented) == 3 and len(tags["audio"]) == 3 + 3 * (len(WAVE_AUGMENTATIONS) + 2)
+    for utt in augmented:
+        for name in ("original", *WAVE_AUGMENTATIONS, "all"):
+            assert (
+                f"augment/{utt}/spectrogram/{name}" in tags["images"] and f"augment/{utt}/audio/{name}" in tags["audio"]
+            )
+        assert {f"augment/{utt}/spectrogram/features", f"augment/{utt}/spectrogram/specaugment"} <= set(tags["images"])
+    image = events.Images(f"augment/{min(augmented)}/spectrogram/noise")[0]
+    assert image.height == 240 and image.width > 100  # 40 mel channels (tiny model) x 6 rows, 1 column per 10 ms
+    with Image.open(io.BytesIO(image.encoded_image_string)) as png:
+        assert png.mode == "RGB" and len(set(png.getdata())) > 50  # a colour map, not grey levels
     assert "val/predictions/text_summary" in tags["tensors"]
     table = events.Tensors("val/predictions/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "| id | target | prediction | CER | WER | beam |" in table
@@ -166,7 +183,7 @@ def test_max_minutes_stops_after_the_step_that_spends_it_and_is_not_inherited(tm
 def _batches(utterances: list[str], n_mels: int = 40) -> list[dict]:
     """One collated batch per LibriSpeech fixture id."""
     from asr.data import SpeechDataset, collate, custom_dir_utterances
-    from asr.text import CharTokenizer
+    from asr.tokenizers import CharTokenizer
 
     utts = {u.id: u for u in custom_dir_utterances(LIBRISPEECH_FIXTURES, DataReport())}
     dataset = SpeechDataset([utts[i] for i in utterances], CharTokenizer(), n_mels)

@@ -12,7 +12,7 @@ from asr.config import MODEL_PRESETS
 from asr.data import DataReport, custom_dir_utterances
 from asr.errors import ASRError
 from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 from benchmarks import yardstick
 
 needs_speech = pytest.mark.skipif(not (SPEECH / "an4" / "meta.json").is_file(), reason=f"{SPEECH} not found")
