@@ -88,7 +88,7 @@ def test_a_torchaudio_that_cannot_load_is_one_line_that_says_what_to_install(tmp
     env = os.environ | {"PYTHONPATH": f"{tmp_path}{os.pathsep}{repo}"}
     args = ["--runs_dir", str(tmp_path / "runs"), "--epochs", "1", "--no-tensorboard"]
     done = subprocess.run([sys.executable, "train.py", *args], cwd=repo, env=env, capture_output=True, text=True)
-    assert done.returncode == 1 and not (tmp_path / "runs").exists()
+    assert done.returncode == 2 and not (tmp_path / "runs").exists()  # run_cli: bad input exits 2
     assert done.stderr.strip().splitlines() == [
         f"error: torchaudio cannot be loaded with torch {torch.__version__} (libtorchaudio.so: undefined symbol: "
         "torch_exception_get_what). Install the tested pair: pip install 'torch>=2.11,<2.13' 'torchaudio==2.11.0'"

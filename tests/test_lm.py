@@ -481,7 +481,7 @@ def test_inference_refuses_a_huge_arpa_before_any_work(tmp_path):
         [sys.executable, "inference.py", "--logits", str(tmp_path / "none"), "--decoder", "beam_lm", "--lm", str(huge)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr  # run_cli: bad input exits 2
     assert f"error: {huge} holds 60 million n-grams" in done.stderr and "--lm_backend arpa" in done.stderr
 
 
