@@ -35,6 +35,7 @@ word state for the LM; `_Beam` holds the live prefixes and takes them through a 
 compacts the trie. `_best_alignment` (Viterbi) and `_word_spans` make the word timestamps.
 """
 
+import dataclasses
 import heapq
 import math
 import multiprocessing
@@ -46,7 +47,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr.config import BeamOptions
 from asr.text import WORD_START, Tokenizer, join_pieces, normalize
+
+DEFAULT_OPTIONS = BeamOptions()  # the defaults of beam_search, asr.transcribe and inference.py: one object
 
 _RESCALE_BELOW = 1e-30  # rescale beam probabilities when the best falls below this (or rises above its inverse)
 _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescaled beam can never underflow to 0
@@ -82,15 +86,18 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tok
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One decoded labelling. score = am_score + lm_score (natural logs).
+    """One decoded text, represented by its most probable labelling. score = am_score + lm_score (natural logs).
 
-    With `merge_beams`, the labelling stands for every labelling merged into it (see `beam_search`): score and
-    am_score then sum their probabilities, and lm_score is this labelling's own."""
+    The hypothesis stands for every labelling of its text the search kept (those that differ in word boundaries,
+    and with `merge_beams` those merged into it, see `beam_search`): score sums their fused probabilities, and
+    lm_score is the reported labelling's. So am_score is the group's CTC log-probability (every labelling of one
+    text has the same LM score, unless some hold an apostrophe-only word), as far as the search kept its
+    alignments: pruning drops some, so it is a lower bound, exact with pruning off and a wide enough beam."""
 
     text: str  # normalised words
     score: float  # fused score used for ranking: log p_ctc + alpha log p_lm + beta words (+ OOV offsets)
     tokens: tuple[int, ...]  # token ids of the labelling (no blanks, repeats kept as labelled)
-    am_score: float  # log p_ctc(labelling | audio): the sum over its alignments that survived pruning
+    am_score: float  # log p_ctc(text | audio): the sum over the alignments of its labellings that survived pruning
     lm_score: float  # alpha * log p_lm(words, </s>) + beta * words + unk_offset * OOV words
 
 
@@ -115,72 +122,67 @@ class TimedHypothesis(Hypothesis):
 def beam_search(
     log_probs: torch.Tensor | np.ndarray,
     tokenizer: Tokenizer,
-    *,
-    beam_size: int,
+    options: BeamOptions = DEFAULT_OPTIONS,
     lm=None,
-    alpha: float = 0.0,
-    beta: float = 0.0,
-    unk_offset: float = -10.0,
-    token_min_logp: float = -5.0,
-    top_k: int | None = None,
-    cutoff_prob: float = 1.0,
-    beam_threshold: float = 10.0,
-    blank_skip: float | None = None,
+    *,
     nbest: int | None = None,
-    merge_beams: bool = False,
     frame_rate: float | None = None,
 ) -> list[Hypothesis]:
     """CTC prefix beam search with optional word n-gram shallow fusion, best hypothesis first.
 
     log_probs: (T, V) natural-log probabilities (log_softmax output) of one utterance, V == len(tokenizer.vocab).
-    beam_size: prefixes kept after each frame.
-    lm, alpha, beta: an `asr.lm.load_lm` model, its weight and a per-word bonus; without an LM both are
-    ignored (a purely acoustic search). The LM scores a word when it completes: at a space (character
-    vocabularies), at the next piece starting with "▁" (BPE), and at the end of the utterance, followed by
-    `</s>`. A word the LM does not know is scored as `<unk>` plus `unk_offset` (in nats of the fused score: added
-    after alpha). A word of apostrophes only is dropped from the text, so it is not scored. A partial word that
-    begins no LM word is charged unk_offset per 6 characters (at least once) until it completes and the LM scores
-    it instead: hopeless spellings drop out early and glued non-words pay as they grow (policy: `_WordTracker`).
-    merge_beams: with an LM, merge the prefixes it can no longer tell apart (same LM state, partial word and last
-    token): the most probable carries the sum of their probabilities, so a hypothesis stands for every labelling
-    merged into it and its score sums them. Ignored without an LM.
-    Pruning (pass -inf / None / 1.0 / inf / None to switch each off):
-      token_min_logp: per frame, tokens below this log-probability are skipped (the frame's best never is).
-      top_k: per frame, at most this many candidate tokens, blank included.
-      cutoff_prob: per frame, only the most probable tokens until their probabilities add up to this.
-      beam_threshold: prefixes more than this many nats below the frame's best are dropped (or never made).
-      blank_skip: frames whose blank probability is at least this are treated as blank-only.
-    Skipped tokens count as probability 0: scores are lower bounds and, as with any beam, the best labelling can
-    be lost; with all pruning off, no merging and a beam wider than the number of prefixes the search is exact.
+    options: `BeamOptions` (asr.config), the same defaults inference.py and `asr.transcribe` use; change one with
+    `dataclasses.replace(DEFAULT_OPTIONS, beam_size=64)` or `BeamOptions(beam_size=64)`:
+      beam_size: prefixes kept after each frame.
+      alpha, beta: the LM's weight and a per-word bonus; without an LM both are ignored (a purely acoustic search).
+      unk_offset: a word the LM does not know is scored as `<unk>` plus unk_offset (nats of the fused score,
+        added after alpha). A word of apostrophes only (which the text drops) is charged unk_offset and nothing
+        else (see `_WordTracker._word`). A partial word that begins no LM word is charged unk_offset per 6
+        characters (at least once) until it completes and the LM scores it instead: hopeless spellings drop out
+        early and glued non-words pay as they grow (policy: `_WordTracker`).
+      merge_beams: with an LM, merge the prefixes it can no longer tell apart (same LM state, partial word and
+        last token): the most probable carries the sum of their probabilities, so a hypothesis stands for every
+        labelling merged into it and its score sums them. Ignored without an LM. On by default; switch it off
+        for the exact score of single labellings.
+      Pruning (pass -inf / None / 1.0 / inf / None to switch each off):
+        token_min_logp: per frame, tokens below this log-probability are skipped (the frame's best never is).
+        top_k: per frame, at most this many candidate tokens, blank included.
+        cutoff_prob: per frame, only the most probable tokens until their probabilities add up to this.
+        beam_threshold: prefixes more than this many nats below the frame's best are dropped (or never made).
+        blank_skip: frames whose blank probability is at least this are treated as blank-only.
+    lm: an `asr.lm.load_lm` model. It scores a word when it completes: at a space (character vocabularies), at the
+    next piece starting with "▁" (BPE), and at the end of the utterance, followed by `</s>`.
+    Skipped tokens count as probability 0: scores are lower bounds and, as with any beam, the best text can be
+    lost; with all pruning off, no merging and a beam wider than the number of prefixes the search is exact.
     Two exact shortcuts are always on: a blank-only frame costs O(1), and a run of frames whose only candidate
     is one same token is decoded as one frame.
     nbest: return at most this many hypotheses (default: all that survive, up to beam_size).
     frame_rate: output frames per second (`asr.model.frame_rate`: 50 at time stride 2); given, every hypothesis is a
     `TimedHypothesis` with its words' positions (`word_timestamps`, ~10 us per frame each: nbest=1 saves time).
 
-    Hypotheses are distinct labellings with distinct text (labellings that differ only in spaces are kept
-    once, the best). Ties are broken deterministically: by score, then by token ids.
+    A prefix is its text: labellings that differ only in word boundaries (a leading space, two spaces in a row,
+    or a trailing space) add up to one hypothesis. A leading or repeated boundary token is folded into its
+    prefix during the search; labellings whose texts are equal at the end (a trailing space; with BPE, "▁"
+    before a piece that begins a word) are summed there. Each hypothesis is reported with its most probable
+    labelling (`tokens`). Ties are broken deterministically: by score, then by token ids.
     T == 0 gives one empty hypothesis with am_score 0 (and the LM score of an empty sentence).
     Raises ValueError for a wrong shape or vocabulary size, NaN or +inf values, or rows that are not
     log-probabilities (apply log_softmax first).
     """
-    _check_options(beam_size, beam_threshold, top_k, frame_rate)
+    if not isinstance(options, BeamOptions):
+        raise TypeError(f"options must be an asr.config.BeamOptions, got {type(options).__name__}")
+    _check_frame_rate(frame_rate)
     vocab = tokenizer.vocab
     lp = _as_log_prob_array(log_probs, len(vocab))
-    frames = _candidates(lp, token_min_logp, top_k, cutoff_prob, blank_skip)
-    words = _WordTracker(vocab, lm, alpha, beta, unk_offset) if lm is not None else None
-    hyps = _search(frames, vocab, words, beam_size, beam_threshold, nbest, merge_beams)
+    o = options
+    frames = _candidates(lp, o.token_min_logp, o.top_k, o.cutoff_prob, o.blank_skip)
+    words = _WordTracker(vocab, lm, o.alpha, o.beta, o.unk_offset) if lm is not None else None
+    hyps = _search(frames, vocab, words, o.beam_size, o.beam_threshold, nbest, o.merge_beams)
     return hyps if frame_rate is None else _timed(hyps, np.ascontiguousarray(lp.T), vocab, frame_rate)
 
 
-def _check_options(beam_size: int, beam_threshold: float, top_k: int | None, frame_rate: float | None) -> None:
-    """Raise ValueError for beam_search options out of range."""
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    if not beam_threshold >= 0.0:
-        raise ValueError(f"beam_threshold is in nats below the best prefix and must be >= 0, got {beam_threshold}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 (or None), got {top_k}")
+def _check_frame_rate(frame_rate: float | None) -> None:
+    """Raise ValueError for a frame rate that is not positive."""
     if frame_rate is not None and not frame_rate > 0.0:
         raise ValueError(f"frame_rate is output frames per second and must be > 0, got {frame_rate}")
 
@@ -197,7 +199,9 @@ def word_timestamps(
     alignment (Viterbi) decides how runs of a token and of blanks are shared out.
     Raises ValueError when the labelling cannot fit in T frames (each token needs a frame, a repeat two).
     """
-    _check_options(1, 0.0, None, frame_rate)
+    if frame_rate is None:
+        raise ValueError("frame_rate is output frames per second and must be > 0, got None")
+    _check_frame_rate(frame_rate)
     lp = _as_log_prob_array(log_probs, len(tokenizer.vocab))
     return _word_times(np.ascontiguousarray(lp.T), tuple(tokens), tokenizer.vocab, frame_rate)
 
@@ -205,11 +209,12 @@ def word_timestamps(
 def decode_batch(
     log_probs: Sequence[torch.Tensor | np.ndarray],
     tokenizer: Tokenizer,
+    options: BeamOptions = DEFAULT_OPTIONS,
+    lm=None,
     *,
     workers: int = 1,
-    lm=None,
     mp_context: str | None = None,
-    **beam_kwargs,
+    nbest: int | None = None,
 ) -> list[list[Hypothesis]]:
     """`beam_search` over many utterances, in input order, in `workers` processes when workers > 1.
 
@@ -219,56 +224,31 @@ def decode_batch(
     is loaded by every worker and an object is pickled to it.
     """
     arrays = _as_arrays(log_probs)
-    return _run(arrays, [{}] * len(arrays), tokenizer, workers, lm, mp_context, beam_kwargs)
+    return _run(arrays, [options] * len(arrays), tokenizer, workers, lm, mp_context, nbest)
 
 
 def decode_grid(
     log_probs: Sequence[torch.Tensor | np.ndarray],
     tokenizer: Tokenizer,
+    options: BeamOptions = DEFAULT_OPTIONS,
     *,
     lm,
     alphas: Sequence[float],
     betas: Sequence[float],
     workers: int = 1,
     mp_context: str | None = None,
-    **beam_kwargs,
 ) -> dict[tuple[float, float], list[str]]:
     """The best text of every utterance for every (alpha, beta) pair: the raw material of a WER grid search.
 
-    Runs len(alphas) * len(betas) * len(log_probs) searches in one process pool (LM loaded once per worker).
-    Returns {(alpha, beta): [text per utterance, in input order]}.
+    Runs len(alphas) * len(betas) * len(log_probs) searches in one process pool (LM loaded once per worker), each
+    with `options` but for alpha and beta. Returns {(alpha, beta): [text per utterance, in input order]}.
     """
     arrays = _as_arrays(log_probs)
     pairs = [(a, b) for a in alphas for b in betas]
-    tasks = [(x, {"alpha": a, "beta": b, "nbest": 1}) for a, b in pairs for x in arrays]
-    results = _run([x for x, _ in tasks], [o for _, o in tasks], tokenizer, workers, lm, mp_context, beam_kwargs)
+    tasks = [(x, dataclasses.replace(options, alpha=a, beta=b)) for a, b in pairs for x in arrays]
+    results = _run([x for x, _ in tasks], [o for _, o in tasks], tokenizer, workers, lm, mp_context, 1)
     n = len(arrays)
     return {pair: [hyps[0].text for hyps in results[i * n : (i + 1) * n]] for i, pair in enumerate(pairs)}
-
-
-# the decoding config fields (asr.config.DecodeConfig) that `beam_options` passes on to `beam_search`
-BEAM_OPTIONS = (
-    "beam_size",
-    "alpha",
-    "beta",
-    "unk_offset",
-    "token_min_logp",
-    "top_k",
-    "cutoff_prob",
-    "beam_threshold",
-    "blank_skip",
-)
-
-
-def beam_options(config) -> dict:
-    """`beam_search` keyword arguments from a decoding config (e.g. asr.config.DecodeConfig): its BEAM_OPTIONS.
-
-    The LM is not among them (callers load it from `config.lm`), nor is `nbest` (callers choose it).
-    """
-    missing = [name for name in BEAM_OPTIONS if not hasattr(config, name)]
-    if missing:
-        raise AttributeError(f"{type(config).__name__} lacks the beam search options {missing}")
-    return {name: getattr(config, name) for name in BEAM_OPTIONS}
 
 
 def _as_arrays(log_probs: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
@@ -276,8 +256,8 @@ def _as_arrays(log_probs: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarra
     return [x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in log_probs]
 
 
-def _run(arrays, overrides, tokenizer, workers, lm, mp_context, beam_kwargs) -> list[list[Hypothesis]]:
-    """beam_search(arrays[i], **beam_kwargs, **overrides[i]) for every i, serially or in a process pool."""
+def _run(arrays, options, tokenizer, workers, lm, mp_context, nbest) -> list[list[Hypothesis]]:
+    """beam_search(arrays[i], tokenizer, options[i], lm, nbest=nbest) for every i, serially or in a process pool."""
     parallel = workers > 1 and len(arrays) > 1
     if mp_context is None:
         mp_context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -287,32 +267,30 @@ def _run(arrays, overrides, tokenizer, workers, lm, mp_context, beam_kwargs) -> 
         # forked workers share the parent's copy; spawned ones load the file themselves
         lm = load_lm(lm) if not parallel or mp_context == "fork" else str(lm)
     if not parallel:
-        return [
-            beam_search(x, tokenizer, lm=lm, **{**beam_kwargs, **o}) for x, o in zip(arrays, overrides, strict=True)
-        ]
+        return [beam_search(x, tokenizer, o, lm, nbest=nbest) for x, o in zip(arrays, options, strict=True)]
     ctx = multiprocessing.get_context(mp_context)
     chunk = max(1, len(arrays) // (workers * 8))
-    with ctx.Pool(min(workers, len(arrays)), initializer=_init_worker, initargs=(tokenizer, lm, beam_kwargs)) as pool:
-        return pool.map(_decode_in_worker, zip(arrays, overrides, strict=True), chunksize=chunk)
+    with ctx.Pool(min(workers, len(arrays)), initializer=_init_worker, initargs=(tokenizer, lm, nbest)) as pool:
+        return pool.map(_decode_in_worker, zip(arrays, options, strict=True), chunksize=chunk)
 
 
 _worker: dict = {}
 
 
-def _init_worker(tokenizer, lm, beam_kwargs) -> None:
-    """Process pool initializer: one thread, and the tokenizer, LM and options every task of the worker shares."""
+def _init_worker(tokenizer, lm, nbest) -> None:
+    """Process pool initializer: one thread, and the tokenizer, LM and nbest every task of the worker shares."""
     torch.set_num_threads(1)
     if isinstance(lm, str):
         from asr.lm import load_lm
 
         lm = load_lm(lm)
-    _worker.update(tokenizer=tokenizer, lm=lm, kwargs=beam_kwargs)
+    _worker.update(tokenizer=tokenizer, lm=lm, nbest=nbest)
 
 
-def _decode_in_worker(task: tuple[np.ndarray, dict]) -> list[Hypothesis]:
-    """beam_search of one (log_probs, option overrides) task with the worker's shared tokenizer, LM and options."""
-    log_probs, overrides = task
-    return beam_search(log_probs, _worker["tokenizer"], lm=_worker["lm"], **{**_worker["kwargs"], **overrides})
+def _decode_in_worker(task: tuple[np.ndarray, BeamOptions]) -> list[Hypothesis]:
+    """beam_search of one (log_probs, options) task with the worker's shared tokenizer, LM and nbest."""
+    log_probs, options = task
+    return beam_search(log_probs, _worker["tokenizer"], options, _worker["lm"], nbest=_worker["nbest"])
 
 
 def _as_log_prob_array(log_probs, vocab_size: int) -> np.ndarray:
@@ -538,14 +516,18 @@ class _WordTracker:
     def _word(self, lm_state, word: str) -> tuple[float, object]:
         """(alpha * log p_lm(word | lm_state) + beta (+ unk_offset if OOV), the LM state after the word).
 
-        The word is scored as the text shows it: a run of apostrophes is one, and a word of apostrophes only is
-        dropped from the text, so it scores 0 and leaves the LM state as it was."""
+        The word is scored as the text shows it: a run of apostrophes is one. A word of apostrophes only is
+        dropped from the text, so it must not earn the word bonus or change the LM context, but it is no free
+        word either: it is charged unk_offset, what a spelling the LM does not know pays. (Free, the search filled
+        word boundaries of low-confidence stretches with "'" words, each a beam slot holding a copy of one text.
+        Refusing to make them would need a rule at every boundary and at the end of the utterance for a
+        partial word that may still become "'tis"; a charge is one line and lets the search decide.)"""
         if "'" in word:
             shown = self._shown.get(word)
             if shown is None:
                 shown = self._shown[word] = normalize(word)
             if not shown:
-                return 0.0, lm_state
+                return self.unk_offset, lm_state
             word = shown
         lp, lm_state, oov = self.lm.score(lm_state, word)
         return self.alpha * lp + self.beta + (self.unk_offset if oov else 0.0), lm_state
@@ -559,10 +541,16 @@ class _PrefixTrie:
     word state and the factor its probabilities were multiplied by on entering it, so merging stays exact.
     """
 
-    def __init__(self, vocab_size: int, words: _WordTracker | None) -> None:
+    def __init__(self, vocab_size: int, words: _WordTracker | None, vocab: list[str] | None = None) -> None:
         self.vocab_size = vocab_size
+        # Per token: does it only mark a word boundary (" ", a lone "▁")? Such a token after another one, or at
+        # the start, leaves the text as it was, so it leads back to the same prefix (`_Beam.extend`). The empty
+        # prefix's `last` is the first of them, as if the utterance began with one: the same rule then folds
+        # leading boundaries into it.
+        begins, letters = _word_parts(vocab) if vocab is not None else ([], [])
+        self.loop = [b and not piece for b, piece in zip(begins, letters, strict=True)] or [False] * vocab_size
         self.parent = [-1]  # per node: the node one token shorter
-        self.last = [-1]  # per node: its last token
+        self.last = [self.loop.index(True) if any(self.loop) else -1]  # per node: its last token
         self.children: dict[int, int] = {}  # node * vocab_size + token -> child node
         self.words = words
 
@@ -627,7 +615,7 @@ class _Beam:
         words = trie.words
         factor, hi = (words.factor, words.max_factor) if words is not None else (None, None)
         # what `extend` reads every frame, in one tuple: one attribute load per frame instead of seven
-        self._constants = (trie.parent, trie.last, trie.children, trie.vocab_size, words, factor, hi)
+        self._constants = (trie.parent, trie.last, trie.children, trie.vocab_size, words, factor, hi, trie.loop)
 
     def blank_frame(self, p_blank: float) -> None:
         """A frame where only the blank survived pruning: every prefix keeps its mass, now ending in a blank."""
@@ -639,7 +627,7 @@ class _Beam:
 
     def extend(self, p_blank: float, cands: list[tuple[int, float]], top_p: float) -> tuple[dict, dict]:
         """Every prefix through one frame: ({node: mass ending in the blank}, {node: mass ending in a token})."""
-        parent, last, children, V, words, factor, hi = self._constants
+        parent, last, children, V, words, factor, hi, loop = self._constants
         nodes, beam_size, keep_ratio = self.nodes, self.size, self.keep_ratio
         # `bound` is a lower bound of this frame's best score: at first the best prefix followed by a blank
         # (without an LM, also by the top token, split in two when it repeats the prefix's last one), then the
@@ -668,6 +656,10 @@ class _Beam:
                     if nb:  # a repeat with no blank in between continues the same label...
                         new_nb[node] = nb_get(node, 0.0) + nb * p
                     mass = b * p  # ...after a blank it is a new one
+                    if loop[tok]:  # ...unless it is a second word boundary: the same text, so the same prefix
+                        if mass:
+                            new_nb[node] = nb_get(node, 0.0) + mass
+                        continue
                 else:
                     mass = total * p
                 most = mass if hi is None else mass * hi[tok]  # the most it can be after the LM factor
@@ -705,7 +697,7 @@ class _Beam:
                 if node not in new_nb:
                     new_nb[node] = 0.0
         if self.merge:
-            self._merge(new_b, new_nb)
+            _merge(new_b, new_nb, self.trie.words.state, self.trie.last)
         if new_b:
             b_get = new_b.get
             totals = {node: nb + b_get(node, 0.0) for node, nb in new_nb.items()}
@@ -743,52 +735,66 @@ class _Beam:
         self.nodes, self.pb, self.pnb = nodes, pb, pnb  # each (len(nodes),)
         self.collapsed = False
 
-    def _merge(self, new_b: dict[int, float], new_nb: dict[int, float]) -> None:
-        """Fold the prefixes of a frame that the LM cannot tell apart into one, in place (see beam_search).
-
-        Equal LM state, partial word and last token mean equal futures: every extension multiplies their masses
-        by the same probabilities and LM factors. So their sum evolves as one prefix's would, and the one with
-        the larger mass carries it (ties: the earlier). new_nb holds every node of new_b (0.0 where it has none).
-        """
-        state, last = self.trie.words.state, self.trie.last
-        first: dict = {}  # (lm_state, partial, last token) -> the node that carries the group
-        clashes = []
-        for node in new_nb:
-            word_state = state[node]
-            key = (word_state[0], word_state[1], last[node])
-            if key in first:
-                clashes.append((key, node))
-            else:
-                first[key] = node
-        if not clashes:
-            return
-        b_get = new_b.get
-        for key, node in clashes:
-            keep = first[key]
-            if new_nb[node] + b_get(node, 0.0) > new_nb[keep] + b_get(keep, 0.0):
-                keep, node = node, keep
-                first[key] = keep
-            new_nb[keep] += new_nb.pop(node)
-            if node in new_b:
-                new_b[keep] = b_get(keep, 0.0) + new_b.pop(node)
-
     def finalize(self, vocab: list[str], nbest: int | None) -> list[Hypothesis]:
-        """End of utterance: the last word and </s> for the LM, then one hypothesis per distinct text, ranked."""
+        """End of utterance: the last word and </s> for the LM, then one hypothesis per distinct text, ranked.
+
+        Prefixes whose texts are equal now (one ends in a boundary token, the other not) are one text: their
+        probabilities are summed, and the most probable one's labelling and LM score represent them."""
         finals = []
         for node, b, nb in zip(self.nodes, self.pb, self.pnb, strict=True):
             end, lm_score = self.trie.finish(node)
-            finals.append((math.log(b + nb) + self.log_scale + end, self.trie.tokens(node), lm_score))
+            tokens = self.trie.tokens(node)
+            finals.append((math.log(b + nb) + self.log_scale + end, tokens, lm_score, _text(tokens, vocab)))
         finals.sort(key=lambda f: (-f[0], f[1]))
-        out, seen = [], set()
-        for score, tokens, lm_score in finals:
-            text = _text(tokens, vocab)
-            if text in seen:
-                continue
-            seen.add(text)
+        groups: dict[str, list] = {}  # text -> its members' scores, the best (first) one's entry at the end
+        for score, tokens, lm_score, text in finals:
+            group = groups.get(text)
+            if group is None:
+                groups[text] = [score, (tokens, lm_score)]
+            else:
+                group.insert(-1, score)
+        out = []
+        for text, (*scores, (tokens, lm_score)) in groups.items():
+            score = (
+                scores[0] if len(scores) == 1 else scores[0] + math.log(sum(math.exp(x - scores[0]) for x in scores))
+            )
             out.append(Hypothesis(text=text, score=score, tokens=tokens, am_score=score - lm_score, lm_score=lm_score))
-            if nbest is not None and len(out) >= nbest:
-                break
-        return out
+        if len(out) < len(finals):  # summing may reorder them
+            out.sort(key=lambda h: (-h.score, h.tokens))
+        return out if nbest is None else out[:nbest]
+
+
+def _merge(new_b: dict[int, float], new_nb: dict[int, float], state: list[tuple], last: list[int]) -> None:
+    """Fold the prefixes of a frame that the LM cannot tell apart into one, in place (see beam_search).
+
+    Equal LM state, partial word and last token (state[node][:2], last[node]) mean equal futures: every extension
+    multiplies their masses by the same probabilities and LM factors. So their sum evolves as one prefix's would,
+    and the member with the largest mass of its own carries it (ties: the earlier in new_nb), so that the
+    reported labelling is the group's most probable. new_nb holds every node of new_b (0.0 where it has none).
+    """
+    first: dict = {}  # (lm_state, partial, last token) -> the first node of the group
+    groups: dict = {}  # the same key -> every node of a group with more than one, in new_nb's order
+    for node in new_nb:
+        word_state = state[node]
+        key = (word_state[0], word_state[1], last[node])
+        if key in first:
+            members = groups.get(key)
+            if members is None:
+                groups[key] = [first[key], node]
+            else:
+                members.append(node)
+        else:
+            first[key] = node
+    if not groups:
+        return
+    b_get = new_b.get
+    for members in groups.values():
+        keep = max(members, key=lambda n: new_nb[n] + b_get(n, 0.0))  # the first of equal ones
+        for node in members:
+            if node != keep:
+                new_nb[keep] += new_nb.pop(node)
+                if node in new_b:
+                    new_b[keep] = b_get(keep, 0.0) + new_b.pop(node)
 
 
 def _search(
@@ -801,7 +807,7 @@ def _search(
     merge: bool = False,
 ) -> list[Hypothesis]:
     """The prefix beam search over `_candidates`' frames, best hypothesis first (see `beam_search`)."""
-    trie = _PrefixTrie(len(vocab), words)
+    trie = _PrefixTrie(len(vocab), words, vocab)
     beam = _Beam(trie, beam_size, beam_threshold, merge)
     extend, prune, blank_frame = beam.extend, beam.prune, beam.blank_frame
     nodes = trie.parent  # one entry per trie node (compact changes it in place)
