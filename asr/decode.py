@@ -56,12 +56,14 @@ _RESCALE_BELOW = 1e-30  # rescale beam probabilities when the best falls below t
 _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescaled beam can never underflow to 0
 _MIN_FACTOR = math.exp(_MIN_LOG_FACTOR)
 _SECOND = operator.itemgetter(1)  # a sort key; faster than a Python function
+_SORT_UP_TO = 8  # prune sorts up to this many times beam_size candidates, and uses a heap (nlargest) beyond
 _NORMALISED_TOL = 0.1  # |logsumexp(row)| above this means the input is not log-probabilities (bf16 is ~0.01)
 _PARTIAL_CHARS = 6  # a partial word that begins no LM word is charged unk_offset per this many characters
 # The prefix trie drops the nodes no live prefix needs when it holds this many more (nodes, and extensions the LM
 # refused) than twice what it kept the last time (~10 MiB with an LM): memory follows the beam, not the
 # utterance, and the work of compacting stays proportional to the search's.
 _COMPACT_AFTER = 30_000
+_BOUND_ROWS_UP_TO = 128  # vocabularies up to this size get per-partial-word factor bounds (_WordTracker.bounds)
 _ALIGN_BLOCK = 512  # frames whose emission log-probabilities the Viterbi alignment gathers at a time
 
 
@@ -453,8 +455,23 @@ class _WordTracker:
         # A plain tuple because it is the cheapest to make: a NamedTuple or an object per node costs several
         # times as much, and a list per field ~3 % of the whole search with an LM (valgrind instruction counts).
         self.state = [(lm.begin(), "", 0.0, 0.0)]
+        # per node, what `_merge` compares: (lm_state, partial, last token); the root's last token is the trie's
+        boundary = [
+            t for t, (end, piece) in enumerate(zip(self.ends_word, self.piece, strict=True)) if end and not piece
+        ]
+        self.merge_key = [(self.state[0][0], "", boundary[0] if boundary else -1)]
         self.factor = [1.0]  # per node: exp(its lm_score + charge - its parent's), at least _MIN_FACTOR (see there)
         self.refused: dict[int, float] = {}  # trie key of an extension not made -> its factor (see `add`)
+        # Per node, the upper bound of each token's factor (`bounds`), which `_Beam.extend` checks before it makes
+        # an extension: max_factor at first, and once `add` finds that a letter after an uncharged partial word
+        # leaves no LM word starting like this, at most the unk_offset it then costs, so the next such extension
+        # from any node with that partial word is skipped without calling `add`. One list per distinct partial
+        # word, shared by its nodes; vocabularies larger than _BOUND_ROWS_UP_TO tokens (and charged nodes) keep
+        # the static max_factor (a list per partial word would cost more than it saves).
+        self._rows: dict[str, list[float]] = {}
+        self._charged_letter = max(math.exp(unk_offset), _MIN_FACTOR) if unk_offset <= 0.0 else math.inf
+        self.bounds = [self.max_factor]
+        self._refinable = len(self.piece) <= _BOUND_ROWS_UP_TO and self._charged_letter < math.inf
 
     def add(self, node: int, token: int, mass: float, cut: float, key: int) -> bool:
         """Append node + token's word state for the trie's next node, unless its LM factor takes mass to <= cut.
@@ -466,6 +483,7 @@ class _WordTracker:
             return False
         lm_state, partial, charge, lm_score = self.state[node]
         if not self.ends_word[token]:
+            before = partial
             partial += self.piece[token]
             if not charge:
                 ok = self._prefix_ok.get(partial)
@@ -473,8 +491,16 @@ class _WordTracker:
                     ok = self.lm.is_prefix(partial)
                 if ok:  # most letters: no charge, and a factor of 1
                     self.state.append((lm_state, partial, 0.0, lm_score))
+                    self.merge_key.append((lm_state, partial, token))
                     self.factor.append(1.0)
+                    self.bounds.append(self._rows.get(partial, self.max_factor))
                     return True
+                if self._refinable:  # the letter costs at least unk_offset after `before`: every node with that
+                    row = self._rows.get(before)  # partial word made from now on skips it without asking
+                    if row is None:
+                        row = self._rows[before] = list(self.max_factor)
+                    row[token] = self._charged_letter
+                    self.bounds[node] = row
             n = len(partial)  # the charge as _partial_charge makes it, inline (no calls) for speed
             new_charge = self.unk_offset if n <= _PARTIAL_CHARS else self.unk_offset * n / _PARTIAL_CHARS
             delta, charge = new_charge - charge, new_charge
@@ -495,7 +521,9 @@ class _WordTracker:
             self.refused[key] = factor
             return False
         self.state.append((lm_state, partial, charge, lm_score))
+        self.merge_key.append((lm_state, partial, token))
         self.factor.append(factor)
+        self.bounds.append(self.max_factor if charge else self._rows.get(partial, self.max_factor))
         return True
 
     def finish(self, node: int) -> tuple[float, float]:
@@ -558,6 +586,22 @@ class _PrefixTrie:
         """(log LM factor of ending the utterance after `node`, its final LM score); (0, 0) without an LM."""
         return self.words.finish(node) if self.words is not None else (0.0, 0.0)
 
+    def surfaces(self, nodes: list[int], vocab: list[str]) -> list[str]:
+        """The concatenated token surfaces of each node (join_pieces makes the text), built once per shared
+        ancestor: the beam's prefixes share most of their tokens, so this is much cheaper than one walk each."""
+        done = {0: ""}
+        parent, last, out = self.parent, self.last, []
+        for node in nodes:
+            path = []
+            while node not in done:
+                path.append(node)
+                node = parent[node]
+            text = done[node]
+            for n in reversed(path):
+                text = done[n] = text + vocab[last[n]]
+            out.append(text)
+        return out
+
     def tokens(self, node: int) -> tuple[int, ...]:
         """The token sequence of a node."""
         tokens = []
@@ -592,7 +636,9 @@ class _PrefixTrie:
         self.children.update({parent[new] * V + last[new]: new for new in range(1, len(old))})
         if self.words is not None:
             self.words.state[:] = [self.words.state[node] for node in old]
+            self.words.merge_key[:] = [self.words.merge_key[node] for node in old]
             self.words.factor[:] = [self.words.factor[node] for node in old]
+            self.words.bounds[:] = [self.words.bounds[node] for node in old]
             self.words.refused.clear()  # keyed by old node ids
         return [new_id[node] for node in live]
 
@@ -613,7 +659,7 @@ class _Beam:
         self.log_scale = 0.0
         self.collapsed = True  # every pnb is 0, so a blank-only frame changes nothing but log_scale
         words = trie.words
-        factor, hi = (words.factor, words.max_factor) if words is not None else (None, None)
+        factor, hi = (words.factor, words.bounds) if words is not None else (None, None)
         # what `extend` reads every frame, in one tuple: one attribute load per frame instead of seven
         self._constants = (trie.parent, trie.last, trie.children, trie.vocab_size, words, factor, hi, trie.loop)
 
@@ -651,6 +697,7 @@ class _Beam:
                 if mass > bound:
                     bound, cut = mass, mass * keep_ratio
             prev, base = last[node], node * V
+            row = hi[node] if hi is not None else None  # per token, the most the LM factor can be
             for tok, p in cands:
                 if tok == prev:
                     if nb:  # a repeat with no blank in between continues the same label...
@@ -662,7 +709,7 @@ class _Beam:
                         continue
                 else:
                     mass = total * p
-                most = mass if hi is None else mass * hi[tok]  # the most it can be after the LM factor
+                most = mass if row is None else mass * row[tok]  # the most it can be after the LM factor
                 if most <= cut:
                     continue
                 child = children.get(base + tok)
@@ -697,7 +744,7 @@ class _Beam:
                 if node not in new_nb:
                     new_nb[node] = 0.0
         if self.merge:
-            _merge(new_b, new_nb, self.trie.words.state, self.trie.last)
+            _merge(new_b, new_nb, self.trie.words.merge_key)
         if new_b:
             b_get = new_b.get
             totals = {node: nb + b_get(node, 0.0) for node, nb in new_nb.items()}
@@ -708,8 +755,12 @@ class _Beam:
             raise FloatingPointError("every prefix underflowed to probability 0; check the log_probs")
         floor = best * self.keep_ratio
         if len(totals) > self.size:
-            # ties keep the earlier entry (nlargest is stable): deterministic
-            kept = heapq.nlargest(self.size, totals.items(), key=_SECOND)
+            # ties keep the earlier entry (both are stable): deterministic. A sort is 2-4x faster than nlargest's
+            # heap up to a few times beam_size entries, the usual case (nlargest is documented as this sort).
+            if len(totals) <= _SORT_UP_TO * self.size:
+                kept = sorted(totals.items(), key=_SECOND, reverse=True)[: self.size]
+            else:
+                kept = heapq.nlargest(self.size, totals.items(), key=_SECOND)
             nodes = [node for node, t in kept if t >= floor and t > 0.0]  # (<= beam_size,) the new beam
         else:
             nodes = [node for node, t in totals.items() if t >= floor and t > 0.0]  # (<= beam_size,)
@@ -740,34 +791,51 @@ class _Beam:
 
         Prefixes whose texts are equal now (one ends in a boundary token, the other not) are one text: their
         probabilities are summed, and the most probable one's labelling and LM score represent them."""
-        finals = []
-        for node, b, nb in zip(self.nodes, self.pb, self.pnb, strict=True):
+        surfaces = self.trie.surfaces(self.nodes, vocab)
+        finals = []  # (score, node, lm_score, text)
+        for node, b, nb, surface in zip(self.nodes, self.pb, self.pnb, surfaces, strict=True):
             end, lm_score = self.trie.finish(node)
-            tokens = self.trie.tokens(node)
-            finals.append((math.log(b + nb) + self.log_scale + end, tokens, lm_score, _text(tokens, vocab)))
-        finals.sort(key=lambda f: (-f[0], f[1]))
+            finals.append((math.log(b + nb) + self.log_scale + end, node, lm_score, join_pieces(surface)))
+        finals.sort(key=_neg_first)
         groups: dict[str, list] = {}  # text -> its members' scores, the best (first) one's entry at the end
-        for score, tokens, lm_score, text in finals:
+        for score, node, lm_score, text in _ties_by_tokens(finals, self.trie.tokens):
             group = groups.get(text)
             if group is None:
-                groups[text] = [score, (tokens, lm_score)]
+                groups[text] = [score, (node, lm_score)]
             else:
                 group.insert(-1, score)
         out = []
-        for text, (*scores, (tokens, lm_score)) in groups.items():
+        for text, (*scores, (node, lm_score)) in groups.items():
             score = (
                 scores[0] if len(scores) == 1 else scores[0] + math.log(sum(math.exp(x - scores[0]) for x in scores))
             )
-            out.append(Hypothesis(text=text, score=score, tokens=tokens, am_score=score - lm_score, lm_score=lm_score))
+            out.append((score, node, lm_score, text))
         if len(out) < len(finals):  # summing may reorder them
-            out.sort(key=lambda h: (-h.score, h.tokens))
-        return out if nbest is None else out[:nbest]
+            out = _ties_by_tokens(sorted(out, key=_neg_first), self.trie.tokens)
+        tokens = self.trie.tokens
+        return [
+            Hypothesis(text=text, score=score, tokens=tokens(node), am_score=score - lm_score, lm_score=lm_score)
+            for score, node, lm_score, text in out[:nbest]
+        ]
 
 
-def _merge(new_b: dict[int, float], new_nb: dict[int, float], state: list[tuple], last: list[int]) -> None:
+def _ties_by_tokens(ranked: list[tuple], tokens) -> list[tuple]:
+    """(score, node, ...) entries sorted by falling score, with runs of equal scores put in token order (rare:
+    only then are the nodes' token sequences needed)."""
+    out, i = [], 0
+    while i < len(ranked):
+        j = i + 1
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        out += ranked[i:j] if j == i + 1 else sorted(ranked[i:j], key=lambda f: tokens(f[1]))
+        i = j
+    return out
+
+
+def _merge(new_b: dict[int, float], new_nb: dict[int, float], merge_key: list[tuple]) -> None:
     """Fold the prefixes of a frame that the LM cannot tell apart into one, in place (see beam_search).
 
-    Equal LM state, partial word and last token (state[node][:2], last[node]) mean equal futures: every extension
+    Equal LM state, partial word and last token (merge_key[node]) mean equal futures: every extension
     multiplies their masses by the same probabilities and LM factors. So their sum evolves as one prefix's would,
     and the member with the largest mass of its own carries it (ties: the earlier in new_nb), so that the
     reported labelling is the group's most probable. new_nb holds every node of new_b (0.0 where it has none).
@@ -775,8 +843,7 @@ def _merge(new_b: dict[int, float], new_nb: dict[int, float], state: list[tuple]
     first: dict = {}  # (lm_state, partial, last token) -> the first node of the group
     groups: dict = {}  # the same key -> every node of a group with more than one, in new_nb's order
     for node in new_nb:
-        word_state = state[node]
-        key = (word_state[0], word_state[1], last[node])
+        key = merge_key[node]
         if key in first:
             members = groups.get(key)
             if members is None:
@@ -921,6 +988,11 @@ def _word_spans(tokens: tuple[int, ...], vocab: list[str]) -> list[tuple[str, in
 def _text(tokens: tuple[int, ...], vocab: list[str]) -> str:
     """The normalised text of a labelling (words begin at " " and "▁", as `_word_parts` says)."""
     return join_pieces(vocab[t] for t in tokens)
+
+
+def _neg_first(item: tuple) -> float:
+    """Minus the first element (a sort key)."""
+    return -item[0]
 
 
 def _neg_second(item: tuple) -> float:

@@ -461,7 +461,7 @@ def test_merge_folds_prefixes_with_equal_word_states_into_the_more_probable_one(
         trie.last.append(FLOW.vocab.index(prefix[-1]))
     a, b, c, d, e = node["flow "], node["flow  "], node["flowi"], node["flow i"], node["flow  i"]
     new_b, new_nb = {a: 0.1, b: 0.3, d: 0.2}, {a: 0.2, b: 0.05, c: 0.4, d: 0.0, e: 0.25}
-    decode._merge(new_b, new_nb, trie.words.state, trie.last)
+    decode._merge(new_b, new_nb, trie.words.merge_key)
     # "flow  " (0.35) carries "flow " (0.3); "flow i" (0.2) is carried by "flow  i" (0.25); "flowi" stays alone
     assert new_b == pytest.approx({b: 0.4, e: 0.2}) and new_nb == pytest.approx({b: 0.25, c: 0.4, e: 0.25})
     assert list(new_nb) == [b, c, e]
@@ -481,7 +481,7 @@ def test_merge_keeps_the_most_probable_member_whatever_the_order(order):
     members = [(5, 0.3), (6, 0.5), (7, 0.25)]  # nodes "flow ", "flow  ", "flow   " and their masses
     new_nb = {4: 0.9} | {members[i][0]: members[i][1] for i in order}
     new_b = {members[i][0]: 0.0 for i in order}
-    decode._merge(new_b, new_nb, words.state, last)
+    decode._merge(new_b, new_nb, words.merge_key)
     assert new_nb == pytest.approx({4: 0.9, 6: 1.05}) and new_b == {6: 0.0}
 
 
