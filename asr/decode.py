@@ -6,27 +6,32 @@ Prefix beam search (`beam_search`) keeps the `beam_size` most probable label pre
 probabilities, of all alignments ending in a blank and of those ending in its last token, kept apart because
 they extend differently: a repeated token only starts a new label after a blank. Alignments that reach the same
 prefix are summed, so a prefix's score is the total probability of its alignments (the quantity CTC trains),
-not the probability of its best path; with a wide enough beam and no pruning the result is the exact most
-probable labelling. Word language models are fused as `log p_ctc + alpha * log p_lm + beta * words` (shallow
-fusion), scored when a word completes; see `beam_search` (and `_WordTracker`) for the policy on partial words.
-With an LM, `merge_beams` also merges prefixes whose futures the LM cannot tell apart, summing their
-probabilities: a hypothesis then stands for several labellings, and the beam holds more distinct ones.
+not the probability of its best path. A prefix is its text: labellings that differ only in word boundaries (a
+leading space, two in a row, a trailing one) are one prefix, their probabilities summed; with a wide enough beam
+and no pruning the result is the exact most probable text. Word language models are fused as
+`log p_ctc + alpha * log p_lm + beta * words` (shallow fusion), scored when a word completes; see `beam_search`
+(and `_WordTracker`) for the policy on partial words.
+With an LM, `merge_beams` (on by default) also merges prefixes whose futures the LM cannot tell apart, summing
+their probabilities: a hypothesis then stands for several texts, and the beam holds more distinct ones. Every
+option and its default is in one frozen object, `asr.config.BeamOptions`, shared with inference.py and
+`asr.transcribe`.
 
 `decode_batch` and `decode_grid` (an alpha/beta grid) run many utterances in a process pool. `word_timestamps`
 (or `beam_search(frame_rate=...)`) places each word of a labelling in time, from its most probable alignment.
 
-Implementation notes, for speed in pure Python: prefixes are nodes of a trie (an int per prefix, children
-found by one dict lookup); probabilities are kept in linear space and rescaled when they get small (sums are
-plain additions instead of log-add-exp); the LM factor of a prefix is multiplied into its probabilities when
-the prefix is created, so merging stays exact and underflow is handled by the same rescaling; candidate
-tokens of every frame are chosen up front with numpy, runs of frames where the blank is the only candidate
-cost O(1) and runs where one same token is the only candidate are merged into one frame (both exact);
-extensions that would fall below the beam threshold of a running lower bound of the frame's best are never
-made, and when a frame can produce more prefixes than the beam holds, a heap of the best new ones skips the
-rest (exact without merging; with it, a skipped prefix's small mass is not added to the one it would have joined).
+Implementation notes, for speed in pure Python: prefixes are nodes of a trie (an int per prefix, children found by
+one dict lookup); probabilities are kept in linear space and rescaled when they get small (sums are plain additions
+instead of log-add-exp); the LM factor of a prefix is multiplied into its probabilities when the prefix is created,
+so merging stays exact and underflow is handled by the same rescaling; candidate tokens of every frame are chosen up
+front with numpy, and with an LM each prefix carries per-token upper bounds of its LM factor (a letter that starts
+no LM word costs at least unk_offset) checked before an extension is made; runs of frames where the blank is the
+only candidate cost O(1) and runs where one same token is the only candidate are merged into one frame (both exact);
+extensions that would fall below the beam threshold of a running lower bound of the frame's best are never made, and
+when a frame can produce more prefixes than the beam holds, a heap of the best new ones skips the rest (exact
+without merging; with it, a skipped prefix's small mass is not added to the one it would have joined).
 The trie is compacted now and then: nodes that no live prefix needs are dropped, so memory follows the beam,
-not the utterance (a 60 s noisy utterance at beam 100 with a 3-gram: ~15 MiB at the peak, was ~270 MiB to
-1.5 GiB). On the benchmark (benchmarks/decode.py) beam 10 takes about 2 ms per 10 s utterance.
+not the utterance. Measured speed, memory and WER, against pyctcdecode: docs/decoder-benchmark.md (figures live
+there, with the command that produced them, not in docstrings).
 
 The parts: `_candidates` picks each frame's tokens; `_PrefixTrie` holds every prefix made so far (per-node data
 in flat lists indexed by node id, cheaper than an object per node), with `_WordTracker` holding each node's
@@ -160,7 +165,7 @@ def beam_search(
     is one same token is decoded as one frame.
     nbest: return at most this many hypotheses (default: all that survive, up to beam_size).
     frame_rate: output frames per second (`asr.model.frame_rate`: 50 at time stride 2); given, every hypothesis is a
-    `TimedHypothesis` with its words' positions (`word_timestamps`, ~10 us per frame each: nbest=1 saves time).
+    `TimedHypothesis` with its words' positions (`word_timestamps`, an alignment per hypothesis: nbest=1 saves time).
 
     A prefix is its text: labellings that differ only in word boundaries (a leading space, two spaces in a row,
     or a trailing space) add up to one hypothesis. A leading or repeated boundary token is folded into its
@@ -919,7 +924,7 @@ def _best_alignment(lp: np.ndarray, tokens: tuple[int, ...]) -> np.ndarray:
     is emitted, 2i in the blanks before it, 2 * len(tokens) in the blanks after the last. lp: (T, V).
 
     On ties a state is held rather than left, so a token starts as late and ends as late as the tie allows.
-    About 10 us per frame (numpy calls on arrays of 2 * len(tokens) + 1 states)."""
+    A few numpy calls per frame, on arrays of 2 * len(tokens) + 1 states."""
     T, L = lp.shape[0], len(tokens)
     ext = np.zeros(2 * L + 1, dtype=np.int64)  # the states' tokens: blank, token 0, blank, token 1, ..., blank
     ext[1::2] = tokens
