@@ -175,8 +175,10 @@ def test_pruned_frames_are_decoded_exactly(seed):
     hyps = search(lp, AB, beam_size=10_000, token_min_logp=-2.0, beam_threshold=math.inf)
     best = max(texts, key=texts.get)
     assert hyps[0].text == best and hyps[0].score == pytest.approx(texts[best], abs=1e-6)
+    unpruned = by_text(brute_force(lp))
     for h in hyps:
         assert h.score == pytest.approx(texts[h.text], abs=1e-6)
+        assert h.am_score <= unpruned[h.text] + 1e-9  # am_score: the text's alignments that survived the pruning
     assert any(not cands for _, cands, _ in frames)  # blank-only frames; seeds 0, 1, 2 and 5 also merge frames
 
 
