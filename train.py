@@ -648,7 +648,7 @@ def evaluate(model, utterances, tokenizer, config, device, amp, loader) -> EvalR
             if utt_id in beam_ids:
                 beam_inputs[utt_id] = log_probs[i, : out_lens[i]]  # (T', V)
     ids = sorted(beam_inputs)
-    options = BeamOptions(beam_size=config.eval_beam_size)
+    options = BeamOptions(beam_size=config.eval_beam_size) if ids else None  # --eval_beam_size 0: no beam
     hyps = decode_batch([beam_inputs[i] for i in ids], tokenizer, options) if ids else []
     beam = {i: h[0].text for i, h in zip(ids, hyps, strict=True)}
     return EvalResult(
