@@ -36,7 +36,7 @@ from asr.atomic import atomic_write_text
 from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
-from asr.decode import beam_options, decode_grid, word_timestamps
+from asr.decode import decode_grid, word_timestamps
 from asr.errors import ASRError, run_cli
 from asr.infer import batch_log_probs, decode_labellings, eval_loader, load_model, uses_amp
 from asr.librispeech import ensure_splits
@@ -160,10 +160,9 @@ def grid_search(log_probs: dict, references: dict, tokenizer, config: InferenceC
         raise ASRError("--grid_alphas needs --lm and utterances with references")
     alphas = [float(a) for a in config.grid_alphas.split(",")]
     betas = [float(b) for b in config.grid_betas.split(",")]
-    options = beam_options(decode_config) | {"alpha": 0.0, "beta": 0.0, "merge_beams": decode_config.merge_beams}
     texts = decode_grid(
-        [log_probs[i] for i in ids], tokenizer, lm=lm, alphas=alphas, betas=betas,
-        workers=decode_config.decode_workers, **{k: v for k, v in options.items() if k not in ("alpha", "beta")},
+        [log_probs[i] for i in ids], tokenizer, decode_config.beam_options(), lm=lm, alphas=alphas, betas=betas,
+        workers=decode_config.decode_workers,
     )  # fmt: skip
     wers = {pair: score([(references[i], t) for i, t in zip(ids, hyp, strict=True)]).wer for pair, hyp in texts.items()}
     print(f"WER % on {len(ids)} utterances, beam {decode_config.beam_size} (rows: alpha, columns: beta)")

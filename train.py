@@ -61,7 +61,7 @@ from asr.data import (
     spare_cpu_workers,
     uses_librispeech,
 )
-from asr.decode import decode_batch, greedy_decode
+from asr.decode import BeamOptions, decode_batch, greedy_decode
 from asr.download import file_sha256
 from asr.errors import ASRError, run_cli
 from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
@@ -651,7 +651,8 @@ def evaluate(model, utterances, tokenizer, config, device, amp, loader) -> EvalR
             if utt_id in beam_ids:
                 beam_inputs[utt_id] = log_probs[i, : out_lens[i]]  # (T', V)
     ids = sorted(beam_inputs)
-    hyps = decode_batch([beam_inputs[i] for i in ids], tokenizer, beam_size=config.eval_beam_size) if ids else []
+    options = BeamOptions(beam_size=config.eval_beam_size) if ids else None  # --eval_beam_size 0: no beam
+    hyps = decode_batch([beam_inputs[i] for i in ids], tokenizer, options) if ids else []
     beam = {i: h[0].text for i, h in zip(ids, hyps, strict=True)}
     return EvalResult(
         loss=total_loss / max(1, len(greedy)),

@@ -47,25 +47,12 @@ MODEL_PRESETS = {
 
 
 @dataclass(frozen=True)
-class DecodeConfig:
-    """How log-probabilities become text (inference.py)."""
+class BeamOptions:
+    """How the prefix beam search decodes (`asr.decode.beam_search`): the one place each option's default lives.
+    Change one with `dataclasses.replace(options, beam_size=64)`. alpha, beta, unk_offset and merge_beams only
+    matter with an LM."""
 
-    decoder: str = _f(
-        "greedy",
-        "greedy: best path; beam: prefix beam search; beam_lm: beam search fused with the word n-gram LM --lm",
-        choices=["greedy", "beam", "beam_lm"],
-    )
     beam_size: int = _f(32, "prefixes kept after every frame (beam, beam_lm)")
-    lm: str | None = _f(
-        None, "word n-gram LM for beam_lm: ARPA (.arpa, .arpa.gz) or a KenLM binary (pip install kenlm)"
-    )
-    lm_backend: str = _f(
-        "auto",
-        "how --lm is read: kenlm (pip install kenlm), arpa (built in), or auto: kenlm for binaries and ARPA files"
-        " of over a million n-grams when installed; without it, ARPA files of over 10 million n-grams are refused"
-        " with a message (the built-in reader would take minutes and GiBs)",
-        choices=["auto", "arpa", "kenlm"],
-    )
     alpha: float = _f(0.5, "LM weight: score = log p_ctc + alpha * log p_lm + beta * words (beam_lm)")
     beta: float = _f(1.0, "bonus per word, against the LM's preference for short outputs (beam_lm)")
     unk_offset: float = _f(-10.0, "extra log score of a word the LM does not know, charged as soon as it is certain")
@@ -79,8 +66,44 @@ class DecodeConfig:
         "beam_lm: merge prefixes the LM can no longer tell apart (same LM state, partial word and last token), "
         "adding up their probabilities, so the beam holds more distinct ones",
     )
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not self.beam_threshold >= 0.0:
+            raise ValueError(
+                f"beam_threshold is in nats below the best prefix and must be >= 0, got {self.beam_threshold}"
+            )
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 (or None), got {self.top_k}")
+
+
+@dataclass(frozen=True)
+class DecodeConfig(BeamOptions):
+    """How log-probabilities become text (inference.py): the decoder, its LM and workers, and the beam search's
+    options (inherited from BeamOptions, so their defaults are written once; `beam_options()` returns them)."""
+
+    decoder: str = _f(
+        "greedy",
+        "greedy: best path; beam: prefix beam search; beam_lm: beam search fused with the word n-gram LM --lm",
+        choices=["greedy", "beam", "beam_lm"],
+    )
+    lm: str | None = _f(
+        None, "word n-gram LM for beam_lm: ARPA (.arpa, .arpa.gz) or a KenLM binary (pip install kenlm)"
+    )
+    lm_backend: str = _f(
+        "auto",
+        "how --lm is read: kenlm (pip install kenlm), arpa (built in), or auto: kenlm for binaries and ARPA files"
+        " of over a million n-grams when installed; without it, ARPA files of over 10 million n-grams are refused"
+        " with a message (the built-in reader would take minutes and GiBs)",
+        choices=["auto", "arpa", "kenlm"],
+    )
     decode_workers: int = _f(1, "processes for beam search")
     timestamps: bool = _f(False, "also write <UtteranceID>.json: every word with its start and end in seconds")
+
+    def beam_options(self) -> BeamOptions:
+        """The beam search's options of this config."""
+        return BeamOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(BeamOptions)})
 
 
 @dataclass(frozen=True)

@@ -6,27 +6,32 @@ Prefix beam search (`beam_search`) keeps the `beam_size` most probable label pre
 probabilities, of all alignments ending in a blank and of those ending in its last token, kept apart because
 they extend differently: a repeated token only starts a new label after a blank. Alignments that reach the same
 prefix are summed, so a prefix's score is the total probability of its alignments (the quantity CTC trains),
-not the probability of its best path; with a wide enough beam and no pruning the result is the exact most
-probable labelling. Word language models are fused as `log p_ctc + alpha * log p_lm + beta * words` (shallow
-fusion), scored when a word completes; see `beam_search` (and `_WordTracker`) for the policy on partial words.
-With an LM, `merge_beams` also merges prefixes whose futures the LM cannot tell apart, summing their
-probabilities: a hypothesis then stands for several labellings, and the beam holds more distinct ones.
+not the probability of its best path. A prefix is its text: labellings that differ only in word boundaries (a
+leading space, two in a row, a trailing one) are one prefix, their probabilities summed; with a wide enough beam
+and no pruning the result is the exact most probable text. Word language models are fused as
+`log p_ctc + alpha * log p_lm + beta * words` (shallow fusion), scored when a word completes; see `beam_search`
+(and `_WordTracker`) for the policy on partial words.
+With an LM, `merge_beams` (on by default) also merges prefixes whose futures the LM cannot tell apart, summing
+their probabilities: a hypothesis then stands for several texts, and the beam holds more distinct ones. Every
+option and its default is in one frozen object, `asr.config.BeamOptions`, shared with inference.py and
+`asr.transcribe`.
 
 `decode_batch` and `decode_grid` (an alpha/beta grid) run many utterances in a process pool. `word_timestamps`
 (or `beam_search(frame_rate=...)`) places each word of a labelling in time, from its most probable alignment.
 
-Implementation notes, for speed in pure Python: prefixes are nodes of a trie (an int per prefix, children
-found by one dict lookup); probabilities are kept in linear space and rescaled when they get small (sums are
-plain additions instead of log-add-exp); the LM factor of a prefix is multiplied into its probabilities when
-the prefix is created, so merging stays exact and underflow is handled by the same rescaling; candidate
-tokens of every frame are chosen up front with numpy, runs of frames where the blank is the only candidate
-cost O(1) and runs where one same token is the only candidate are merged into one frame (both exact);
-extensions that would fall below the beam threshold of a running lower bound of the frame's best are never
-made, and when a frame can produce more prefixes than the beam holds, a heap of the best new ones skips the
-rest (exact without merging; with it, a skipped prefix's small mass is not added to the one it would have joined).
+Implementation notes, for speed in pure Python: prefixes are nodes of a trie (an int per prefix, children found by
+one dict lookup); probabilities are kept in linear space and rescaled when they get small (sums are plain additions
+instead of log-add-exp); the LM factor of a prefix is multiplied into its probabilities when the prefix is created,
+so merging stays exact and underflow is handled by the same rescaling; candidate tokens of every frame are chosen up
+front with numpy, and with an LM each prefix carries per-token upper bounds of its LM factor (a letter that starts
+no LM word costs at least unk_offset) checked before an extension is made; runs of frames where the blank is the
+only candidate cost O(1) and runs where one same token is the only candidate are merged into one frame (both exact);
+extensions that would fall below the beam threshold of a running lower bound of the frame's best are never made, and
+when a frame can produce more prefixes than the beam holds, a heap of the best new ones skips the rest (exact
+without merging; with it, a skipped prefix's small mass is not added to the one it would have joined).
 The trie is compacted now and then: nodes that no live prefix needs are dropped, so memory follows the beam,
-not the utterance (a 60 s noisy utterance at beam 100 with a 3-gram: ~15 MiB at the peak, was ~270 MiB to
-1.5 GiB). On the benchmark (benchmarks/decode.py) beam 10 takes about 2 ms per 10 s utterance.
+not the utterance. Measured speed, memory and WER, against pyctcdecode: docs/decoder-benchmark.md (figures live
+there, with the command that produced them, not in docstrings).
 
 The parts: `_candidates` picks each frame's tokens; `_PrefixTrie` holds every prefix made so far (per-node data
 in flat lists indexed by node id, cheaper than an object per node), with `_WordTracker` holding each node's
@@ -37,6 +42,7 @@ compacts the trie. `_best_alignment` (Viterbi) and `_word_spans` make the word t
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import multiprocessing
@@ -52,19 +58,24 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported only where a tensor is decoded: the ONNX runtime decodes without it
     import torch
 
+from asr.config import BeamOptions
 from asr.text import WORD_START, collapse_ctc, join_pieces, normalize
 from asr.tokenizers import Tokenizer
+
+DEFAULT_OPTIONS = BeamOptions()  # the defaults of beam_search, asr.transcribe and inference.py: one object
 
 _RESCALE_BELOW = 1e-30  # rescale beam probabilities when the best falls below this (or rises above its inverse)
 _MIN_LOG_FACTOR = -600.0  # LM factors below e^-600 are clamped so that a rescaled beam can never underflow to 0
 _MIN_FACTOR = math.exp(_MIN_LOG_FACTOR)
 _SECOND = operator.itemgetter(1)  # a sort key; faster than a Python function
+_SORT_UP_TO = 8  # prune sorts up to this many times beam_size candidates, and uses a heap (nlargest) beyond
 _NORMALISED_TOL = 0.1  # |logsumexp(row)| above this means the input is not log-probabilities (bf16 is ~0.01)
 _PARTIAL_CHARS = 6  # a partial word that begins no LM word is charged unk_offset per this many characters
 # The prefix trie drops the nodes no live prefix needs when it holds this many more (nodes, and extensions the LM
 # refused) than twice what it kept the last time (~10 MiB with an LM): memory follows the beam, not the
 # utterance, and the work of compacting stays proportional to the search's.
 _COMPACT_AFTER = 30_000
+_BOUND_ROWS_UP_TO = 128  # vocabularies up to this size get per-partial-word factor bounds (_WordTracker.bounds)
 _ALIGN_BLOCK = 512  # frames whose emission log-probabilities the Viterbi alignment gathers at a time
 
 
@@ -98,15 +109,18 @@ def greedy_labelling(log_probs: np.ndarray, tokenizer: Tokenizer) -> tuple[str, 
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One decoded labelling. score = am_score + lm_score (natural logs).
+    """One decoded text, represented by its most probable labelling. score = am_score + lm_score (natural logs).
 
-    With `merge_beams`, the labelling stands for every labelling merged into it (see `beam_search`): score and
-    am_score then sum their probabilities, and lm_score is this labelling's own."""
+    The hypothesis stands for every labelling of its text the search kept (those that differ in word boundaries,
+    and with `merge_beams` those merged into it, see `beam_search`): score sums their fused probabilities, and
+    lm_score is the reported labelling's. So am_score is the group's CTC log-probability (every labelling of one
+    text has the same LM score, unless some hold an apostrophe-only word), as far as the search kept its
+    alignments: pruning drops some, so it is a lower bound, exact with pruning off and a wide enough beam."""
 
     text: str  # normalised words
     score: float  # fused score used for ranking: log p_ctc + alpha log p_lm + beta words (+ OOV offsets)
     tokens: tuple[int, ...]  # token ids of the labelling (no blanks, repeats kept as labelled)
-    am_score: float  # log p_ctc(labelling | audio): the sum over its alignments that survived pruning
+    am_score: float  # log p_ctc(text | audio): the sum over the alignments of its labellings that survived pruning
     lm_score: float  # alpha * log p_lm(words, </s>) + beta * words + unk_offset * OOV words
 
 
@@ -131,72 +145,67 @@ class TimedHypothesis(Hypothesis):
 def beam_search(
     log_probs: torch.Tensor | np.ndarray,
     tokenizer: Tokenizer,
-    *,
-    beam_size: int,
+    options: BeamOptions = DEFAULT_OPTIONS,
     lm=None,
-    alpha: float = 0.0,
-    beta: float = 0.0,
-    unk_offset: float = -10.0,
-    token_min_logp: float = -5.0,
-    top_k: int | None = None,
-    cutoff_prob: float = 1.0,
-    beam_threshold: float = 10.0,
-    blank_skip: float | None = None,
+    *,
     nbest: int | None = None,
-    merge_beams: bool = False,
     frame_rate: float | None = None,
 ) -> list[Hypothesis]:
     """CTC prefix beam search with optional word n-gram shallow fusion, best hypothesis first.
 
     log_probs: (T, V) natural-log probabilities (log_softmax output) of one utterance, V == len(tokenizer.vocab).
-    beam_size: prefixes kept after each frame.
-    lm, alpha, beta: an `asr.lm.load_lm` model, its weight and a per-word bonus; without an LM both are
-    ignored (a purely acoustic search). The LM scores a word when it completes: at a space (character
-    vocabularies), at the next piece starting with "▁" (BPE), and at the end of the utterance, followed by
-    `</s>`. A word the LM does not know is scored as `<unk>` plus `unk_offset` (in nats of the fused score: added
-    after alpha). A word of apostrophes only is dropped from the text, so it is not scored. A partial word that
-    begins no LM word is charged unk_offset per 6 characters (at least once) until it completes and the LM scores
-    it instead: hopeless spellings drop out early and glued non-words pay as they grow (policy: `_WordTracker`).
-    merge_beams: with an LM, merge the prefixes it can no longer tell apart (same LM state, partial word and last
-    token): the most probable carries the sum of their probabilities, so a hypothesis stands for every labelling
-    merged into it and its score sums them. Ignored without an LM.
-    Pruning (pass -inf / None / 1.0 / inf / None to switch each off):
-      token_min_logp: per frame, tokens below this log-probability are skipped (the frame's best never is).
-      top_k: per frame, at most this many candidate tokens, blank included.
-      cutoff_prob: per frame, only the most probable tokens until their probabilities add up to this.
-      beam_threshold: prefixes more than this many nats below the frame's best are dropped (or never made).
-      blank_skip: frames whose blank probability is at least this are treated as blank-only.
-    Skipped tokens count as probability 0: scores are lower bounds and, as with any beam, the best labelling can
-    be lost; with all pruning off, no merging and a beam wider than the number of prefixes the search is exact.
+    options: `BeamOptions` (asr.config), the same defaults inference.py and `asr.transcribe` use; change one with
+    `dataclasses.replace(DEFAULT_OPTIONS, beam_size=64)` or `BeamOptions(beam_size=64)`:
+      beam_size: prefixes kept after each frame.
+      alpha, beta: the LM's weight and a per-word bonus; without an LM both are ignored (a purely acoustic search).
+      unk_offset: a word the LM does not know is scored as `<unk>` plus unk_offset (nats of the fused score,
+        added after alpha). A word of apostrophes only (which the text drops) is charged unk_offset and nothing
+        else (see `_WordTracker._word`). A partial word that begins no LM word is charged unk_offset per 6
+        characters (at least once) until it completes and the LM scores it instead: hopeless spellings drop out
+        early and glued non-words pay as they grow (policy: `_WordTracker`).
+      merge_beams: with an LM, merge the prefixes it can no longer tell apart (same LM state, partial word and
+        last token): the most probable carries the sum of their probabilities, so a hypothesis stands for every
+        labelling merged into it and its score sums them. Ignored without an LM. On by default; switch it off
+        for the exact score of single labellings.
+      Pruning (pass -inf / None / 1.0 / inf / None to switch each off):
+        token_min_logp: per frame, tokens below this log-probability are skipped (the frame's best never is).
+        top_k: per frame, at most this many candidate tokens, blank included.
+        cutoff_prob: per frame, only the most probable tokens until their probabilities add up to this.
+        beam_threshold: prefixes more than this many nats below the frame's best are dropped (or never made).
+        blank_skip: frames whose blank probability is at least this are treated as blank-only.
+    lm: an `asr.lm.load_lm` model. It scores a word when it completes: at a space (character vocabularies), at the
+    next piece starting with "▁" (BPE), and at the end of the utterance, followed by `</s>`.
+    Skipped tokens count as probability 0: scores are lower bounds and, as with any beam, the best text can be
+    lost; with all pruning off, no merging and a beam wider than the number of prefixes the search is exact.
     Two exact shortcuts are always on: a blank-only frame costs O(1), and a run of frames whose only candidate
     is one same token is decoded as one frame.
     nbest: return at most this many hypotheses (default: all that survive, up to beam_size).
     frame_rate: output frames per second (`asr.model.frame_rate`: 50 at time stride 2); given, every hypothesis is a
-    `TimedHypothesis` with its words' positions (`word_timestamps`, ~10 us per frame each: nbest=1 saves time).
+    `TimedHypothesis` with its words' positions (`word_timestamps`, an alignment per hypothesis: nbest=1 saves time).
 
-    Hypotheses are distinct labellings with distinct text (labellings that differ only in spaces are kept
-    once, the best). Ties are broken deterministically: by score, then by token ids.
+    A prefix is its text: labellings that differ only in word boundaries (a leading space, two spaces in a row,
+    or a trailing space) add up to one hypothesis. A leading or repeated boundary token is folded into its
+    prefix during the search; labellings whose texts are equal at the end (a trailing space; with BPE, "▁"
+    before a piece that begins a word) are summed there. Each hypothesis is reported with its most probable
+    labelling (`tokens`). Ties are broken deterministically: by score, then by token ids.
     T == 0 gives one empty hypothesis with am_score 0 (and the LM score of an empty sentence).
     Raises ValueError for a wrong shape or vocabulary size, NaN or +inf values, or rows that are not
     log-probabilities (apply log_softmax first).
     """
-    _check_options(beam_size, beam_threshold, top_k, frame_rate)
+    if not isinstance(options, BeamOptions):
+        raise TypeError(f"options must be an asr.config.BeamOptions, got {type(options).__name__}")
+    _check_frame_rate(frame_rate)
     vocab = tokenizer.vocab
     lp = _as_log_prob_array(log_probs, len(vocab))
-    frames = _candidates(lp, token_min_logp, top_k, cutoff_prob, blank_skip)
-    words = _WordTracker(vocab, lm, alpha, beta, unk_offset) if lm is not None else None
-    hyps = _search(frames, vocab, words, beam_size, beam_threshold, nbest, merge_beams)
+    o = options
+    frames = _candidates(lp, o.token_min_logp, o.top_k, o.cutoff_prob, o.blank_skip)
+    words = _WordTracker(vocab, lm, o.alpha, o.beta, o.unk_offset) if lm is not None else None
+    hyps = _search(frames, vocab, words, o.beam_size, o.beam_threshold, nbest, o.merge_beams)
     return hyps if frame_rate is None else _timed(hyps, np.ascontiguousarray(lp.T), vocab, frame_rate)
 
 
-def _check_options(beam_size: int, beam_threshold: float, top_k: int | None, frame_rate: float | None) -> None:
-    """Raise ValueError for beam_search options out of range."""
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    if not beam_threshold >= 0.0:
-        raise ValueError(f"beam_threshold is in nats below the best prefix and must be >= 0, got {beam_threshold}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 (or None), got {top_k}")
+def _check_frame_rate(frame_rate: float | None) -> None:
+    """Raise ValueError for a frame rate that is not positive."""
     if frame_rate is not None and not frame_rate > 0.0:
         raise ValueError(f"frame_rate is output frames per second and must be > 0, got {frame_rate}")
 
@@ -213,7 +222,9 @@ def word_timestamps(
     alignment (Viterbi) decides how runs of a token and of blanks are shared out.
     Raises ValueError when the labelling cannot fit in T frames (each token needs a frame, a repeat two).
     """
-    _check_options(1, 0.0, None, frame_rate)
+    if frame_rate is None:
+        raise ValueError("frame_rate is output frames per second and must be > 0, got None")
+    _check_frame_rate(frame_rate)
     lp = _as_log_prob_array(log_probs, len(tokenizer.vocab))
     return _word_times(np.ascontiguousarray(lp.T), tuple(tokens), tokenizer.vocab, frame_rate)
 
@@ -221,11 +232,12 @@ def word_timestamps(
 def decode_batch(
     log_probs: Sequence[torch.Tensor | np.ndarray],
     tokenizer: Tokenizer,
+    options: BeamOptions = DEFAULT_OPTIONS,
+    lm=None,
     *,
     workers: int = 1,
-    lm=None,
     mp_context: str | None = None,
-    **beam_kwargs,
+    nbest: int | None = None,
 ) -> list[list[Hypothesis]]:
     """`beam_search` over many utterances, in input order, in `workers` processes when workers > 1.
 
@@ -235,56 +247,31 @@ def decode_batch(
     is loaded by every worker and an object is pickled to it.
     """
     arrays = _as_arrays(log_probs)
-    return _run(arrays, [{}] * len(arrays), tokenizer, workers, lm, mp_context, beam_kwargs)
+    return _run(arrays, [options] * len(arrays), tokenizer, workers, lm, mp_context, nbest)
 
 
 def decode_grid(
     log_probs: Sequence[torch.Tensor | np.ndarray],
     tokenizer: Tokenizer,
+    options: BeamOptions = DEFAULT_OPTIONS,
     *,
     lm,
     alphas: Sequence[float],
     betas: Sequence[float],
     workers: int = 1,
     mp_context: str | None = None,
-    **beam_kwargs,
 ) -> dict[tuple[float, float], list[str]]:
     """The best text of every utterance for every (alpha, beta) pair: the raw material of a WER grid search.
 
-    Runs len(alphas) * len(betas) * len(log_probs) searches in one process pool (LM loaded once per worker).
-    Returns {(alpha, beta): [text per utterance, in input order]}.
+    Runs len(alphas) * len(betas) * len(log_probs) searches in one process pool (LM loaded once per worker), each
+    with `options` but for alpha and beta. Returns {(alpha, beta): [text per utterance, in input order]}.
     """
     arrays = _as_arrays(log_probs)
     pairs = [(a, b) for a in alphas for b in betas]
-    tasks = [(x, {"alpha": a, "beta": b, "nbest": 1}) for a, b in pairs for x in arrays]
-    results = _run([x for x, _ in tasks], [o for _, o in tasks], tokenizer, workers, lm, mp_context, beam_kwargs)
+    tasks = [(x, dataclasses.replace(options, alpha=a, beta=b)) for a, b in pairs for x in arrays]
+    results = _run([x for x, _ in tasks], [o for _, o in tasks], tokenizer, workers, lm, mp_context, 1)
     n = len(arrays)
     return {pair: [hyps[0].text for hyps in results[i * n : (i + 1) * n]] for i, pair in enumerate(pairs)}
-
-
-# the decoding config fields (asr.config.DecodeConfig) that `beam_options` passes on to `beam_search`
-BEAM_OPTIONS = (
-    "beam_size",
-    "alpha",
-    "beta",
-    "unk_offset",
-    "token_min_logp",
-    "top_k",
-    "cutoff_prob",
-    "beam_threshold",
-    "blank_skip",
-)
-
-
-def beam_options(config) -> dict:
-    """`beam_search` keyword arguments from a decoding config (e.g. asr.config.DecodeConfig): its BEAM_OPTIONS.
-
-    The LM is not among them (callers load it from `config.lm`), nor is `nbest` (callers choose it).
-    """
-    missing = [name for name in BEAM_OPTIONS if not hasattr(config, name)]
-    if missing:
-        raise AttributeError(f"{type(config).__name__} lacks the beam search options {missing}")
-    return {name: getattr(config, name) for name in BEAM_OPTIONS}
 
 
 def _as_arrays(log_probs: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
@@ -297,8 +284,8 @@ def _is_tensor(x: object) -> bool:
     return "torch" in sys.modules and isinstance(x, sys.modules["torch"].Tensor)
 
 
-def _run(arrays, overrides, tokenizer, workers, lm, mp_context, beam_kwargs) -> list[list[Hypothesis]]:
-    """beam_search(arrays[i], **beam_kwargs, **overrides[i]) for every i, serially or in a process pool."""
+def _run(arrays, options, tokenizer, workers, lm, mp_context, nbest) -> list[list[Hypothesis]]:
+    """beam_search(arrays[i], tokenizer, options[i], lm, nbest=nbest) for every i, serially or in a process pool."""
     parallel = workers > 1 and len(arrays) > 1
     if mp_context is None:
         mp_context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -308,33 +295,31 @@ def _run(arrays, overrides, tokenizer, workers, lm, mp_context, beam_kwargs) -> 
         # forked workers share the parent's copy; spawned ones load the file themselves
         lm = load_lm(lm) if not parallel or mp_context == "fork" else str(lm)
     if not parallel:
-        return [
-            beam_search(x, tokenizer, lm=lm, **{**beam_kwargs, **o}) for x, o in zip(arrays, overrides, strict=True)
-        ]
+        return [beam_search(x, tokenizer, o, lm, nbest=nbest) for x, o in zip(arrays, options, strict=True)]
     ctx = multiprocessing.get_context(mp_context)
     chunk = max(1, len(arrays) // (workers * 8))
-    with ctx.Pool(min(workers, len(arrays)), initializer=_init_worker, initargs=(tokenizer, lm, beam_kwargs)) as pool:
-        return pool.map(_decode_in_worker, zip(arrays, overrides, strict=True), chunksize=chunk)
+    with ctx.Pool(min(workers, len(arrays)), initializer=_init_worker, initargs=(tokenizer, lm, nbest)) as pool:
+        return pool.map(_decode_in_worker, zip(arrays, options, strict=True), chunksize=chunk)
 
 
 _worker: dict = {}
 
 
-def _init_worker(tokenizer, lm, beam_kwargs) -> None:
-    """Process pool initializer: one thread, and the tokenizer, LM and options every task of the worker shares."""
+def _init_worker(tokenizer, lm, nbest) -> None:
+    """Process pool initializer: one thread, and the tokenizer, LM and nbest every task of the worker shares."""
     if "torch" in sys.modules:  # a torch process's workers; the ONNX runtime has no torch to tell
         sys.modules["torch"].set_num_threads(1)
     if isinstance(lm, str):
         from asr.lm import load_lm
 
         lm = load_lm(lm)
-    _worker.update(tokenizer=tokenizer, lm=lm, kwargs=beam_kwargs)
+    _worker.update(tokenizer=tokenizer, lm=lm, nbest=nbest)
 
 
-def _decode_in_worker(task: tuple[np.ndarray, dict]) -> list[Hypothesis]:
-    """beam_search of one (log_probs, option overrides) task with the worker's shared tokenizer, LM and options."""
-    log_probs, overrides = task
-    return beam_search(log_probs, _worker["tokenizer"], lm=_worker["lm"], **{**_worker["kwargs"], **overrides})
+def _decode_in_worker(task: tuple[np.ndarray, BeamOptions]) -> list[Hypothesis]:
+    """beam_search of one (log_probs, options) task with the worker's shared tokenizer, LM and nbest."""
+    log_probs, options = task
+    return beam_search(log_probs, _worker["tokenizer"], options, _worker["lm"], nbest=_worker["nbest"])
 
 
 def _as_log_prob_array(log_probs, vocab_size: int) -> np.ndarray:
@@ -497,8 +482,23 @@ class _WordTracker:
         # A plain tuple because it is the cheapest to make: a NamedTuple or an object per node costs several
         # times as much, and a list per field ~3 % of the whole search with an LM (valgrind instruction counts).
         self.state = [(lm.begin(), "", 0.0, 0.0)]
+        # per node, what `_merge` compares: (lm_state, partial, last token); the root's last token is the trie's
+        boundary = [
+            t for t, (end, piece) in enumerate(zip(self.ends_word, self.piece, strict=True)) if end and not piece
+        ]
+        self.merge_key = [(self.state[0][0], "", boundary[0] if boundary else -1)]
         self.factor = [1.0]  # per node: exp(its lm_score + charge - its parent's), at least _MIN_FACTOR (see there)
         self.refused: dict[int, float] = {}  # trie key of an extension not made -> its factor (see `add`)
+        # Per node, the upper bound of each token's factor (`bounds`), which `_Beam.extend` checks before it makes
+        # an extension: max_factor at first, and once `add` finds that a letter after an uncharged partial word
+        # leaves no LM word starting like this, at most the unk_offset it then costs, so the next such extension
+        # from any node with that partial word is skipped without calling `add`. One list per distinct partial
+        # word, shared by its nodes; vocabularies larger than _BOUND_ROWS_UP_TO tokens (and charged nodes) keep
+        # the static max_factor (a list per partial word would cost more than it saves).
+        self._rows: dict[str, list[float]] = {}
+        self._charged_letter = max(math.exp(unk_offset), _MIN_FACTOR) if unk_offset <= 0.0 else math.inf
+        self.bounds = [self.max_factor]
+        self._refinable = len(self.piece) <= _BOUND_ROWS_UP_TO and self._charged_letter < math.inf
 
     def add(self, node: int, token: int, mass: float, cut: float, key: int) -> bool:
         """Append node + token's word state for the trie's next node, unless its LM factor takes mass to <= cut.
@@ -510,6 +510,7 @@ class _WordTracker:
             return False
         lm_state, partial, charge, lm_score = self.state[node]
         if not self.ends_word[token]:
+            before = partial
             partial += self.piece[token]
             if not charge:
                 ok = self._prefix_ok.get(partial)
@@ -517,8 +518,16 @@ class _WordTracker:
                     ok = self.lm.is_prefix(partial)
                 if ok:  # most letters: no charge, and a factor of 1
                     self.state.append((lm_state, partial, 0.0, lm_score))
+                    self.merge_key.append((lm_state, partial, token))
                     self.factor.append(1.0)
+                    self.bounds.append(self._rows.get(partial, self.max_factor))
                     return True
+                if self._refinable:  # the letter costs at least unk_offset after `before`: every node with that
+                    row = self._rows.get(before)  # partial word made from now on skips it without asking
+                    if row is None:
+                        row = self._rows[before] = list(self.max_factor)
+                    row[token] = self._charged_letter
+                    self.bounds[node] = row
             n = len(partial)  # the charge as _partial_charge makes it, inline (no calls) for speed
             new_charge = self.unk_offset if n <= _PARTIAL_CHARS else self.unk_offset * n / _PARTIAL_CHARS
             delta, charge = new_charge - charge, new_charge
@@ -539,7 +548,9 @@ class _WordTracker:
             self.refused[key] = factor
             return False
         self.state.append((lm_state, partial, charge, lm_score))
+        self.merge_key.append((lm_state, partial, token))
         self.factor.append(factor)
+        self.bounds.append(self.max_factor if charge else self._rows.get(partial, self.max_factor))
         return True
 
     def finish(self, node: int) -> tuple[float, float]:
@@ -560,14 +571,18 @@ class _WordTracker:
     def _word(self, lm_state, word: str) -> tuple[float, object]:
         """(alpha * log p_lm(word | lm_state) + beta (+ unk_offset if OOV), the LM state after the word).
 
-        The word is scored as the text shows it: a run of apostrophes is one, and a word of apostrophes only is
-        dropped from the text, so it scores 0 and leaves the LM state as it was."""
+        The word is scored as the text shows it: a run of apostrophes is one. A word of apostrophes only is
+        dropped from the text, so it must not earn the word bonus or change the LM context, but it is no free
+        word either: it is charged unk_offset, what a spelling the LM does not know pays. (Free, the search filled
+        word boundaries of low-confidence stretches with "'" words, each a beam slot holding a copy of one text.
+        Refusing to make them would need a rule at every boundary and at the end of the utterance for a
+        partial word that may still become "'tis"; a charge is one line and lets the search decide.)"""
         if "'" in word:
             shown = self._shown.get(word)
             if shown is None:
                 shown = self._shown[word] = normalize(word)
             if not shown:
-                return 0.0, lm_state
+                return self.unk_offset, lm_state
             word = shown
         lp, lm_state, oov = self.lm.score(lm_state, word)
         return self.alpha * lp + self.beta + (self.unk_offset if oov else 0.0), lm_state
@@ -581,16 +596,38 @@ class _PrefixTrie:
     word state and the factor its probabilities were multiplied by on entering it, so merging stays exact.
     """
 
-    def __init__(self, vocab_size: int, words: _WordTracker | None) -> None:
+    def __init__(self, vocab_size: int, words: _WordTracker | None, vocab: list[str] | None = None) -> None:
         self.vocab_size = vocab_size
+        # Per token: does it only mark a word boundary (" ", a lone "▁")? Such a token after another one, or at
+        # the start, leaves the text as it was, so it leads back to the same prefix (`_Beam.extend`). The empty
+        # prefix's `last` is the first of them, as if the utterance began with one: the same rule then folds
+        # leading boundaries into it.
+        begins, letters = _word_parts(vocab) if vocab is not None else ([], [])
+        self.loop = [b and not piece for b, piece in zip(begins, letters, strict=True)] or [False] * vocab_size
         self.parent = [-1]  # per node: the node one token shorter
-        self.last = [-1]  # per node: its last token
+        self.last = [self.loop.index(True) if any(self.loop) else -1]  # per node: its last token
         self.children: dict[int, int] = {}  # node * vocab_size + token -> child node
         self.words = words
 
     def finish(self, node: int) -> tuple[float, float]:
         """(log LM factor of ending the utterance after `node`, its final LM score); (0, 0) without an LM."""
         return self.words.finish(node) if self.words is not None else (0.0, 0.0)
+
+    def surfaces(self, nodes: list[int], vocab: list[str]) -> list[str]:
+        """The concatenated token surfaces of each node (join_pieces makes the text), built once per shared
+        ancestor: the beam's prefixes share most of their tokens, so this is much cheaper than one walk each."""
+        done = {0: ""}
+        parent, last, out = self.parent, self.last, []
+        for node in nodes:
+            path = []
+            while node not in done:
+                path.append(node)
+                node = parent[node]
+            text = done[node]
+            for n in reversed(path):
+                text = done[n] = text + vocab[last[n]]
+            out.append(text)
+        return out
 
     def tokens(self, node: int) -> tuple[int, ...]:
         """The token sequence of a node."""
@@ -626,7 +663,9 @@ class _PrefixTrie:
         self.children.update({parent[new] * V + last[new]: new for new in range(1, len(old))})
         if self.words is not None:
             self.words.state[:] = [self.words.state[node] for node in old]
+            self.words.merge_key[:] = [self.words.merge_key[node] for node in old]
             self.words.factor[:] = [self.words.factor[node] for node in old]
+            self.words.bounds[:] = [self.words.bounds[node] for node in old]
             self.words.refused.clear()  # keyed by old node ids
         return [new_id[node] for node in live]
 
@@ -647,9 +686,9 @@ class _Beam:
         self.log_scale = 0.0
         self.collapsed = True  # every pnb is 0, so a blank-only frame changes nothing but log_scale
         words = trie.words
-        factor, hi = (words.factor, words.max_factor) if words is not None else (None, None)
+        factor, hi = (words.factor, words.bounds) if words is not None else (None, None)
         # what `extend` reads every frame, in one tuple: one attribute load per frame instead of seven
-        self._constants = (trie.parent, trie.last, trie.children, trie.vocab_size, words, factor, hi)
+        self._constants = (trie.parent, trie.last, trie.children, trie.vocab_size, words, factor, hi, trie.loop)
 
     def blank_frame(self, p_blank: float) -> None:
         """A frame where only the blank survived pruning: every prefix keeps its mass, now ending in a blank."""
@@ -661,7 +700,7 @@ class _Beam:
 
     def extend(self, p_blank: float, cands: list[tuple[int, float]], top_p: float) -> tuple[dict, dict]:
         """Every prefix through one frame: ({node: mass ending in the blank}, {node: mass ending in a token})."""
-        parent, last, children, V, words, factor, hi = self._constants
+        parent, last, children, V, words, factor, hi, loop = self._constants
         nodes, beam_size, keep_ratio = self.nodes, self.size, self.keep_ratio
         # `bound` is a lower bound of this frame's best score: at first the best prefix followed by a blank
         # (without an LM, also by the top token, split in two when it repeats the prefix's last one), then the
@@ -685,14 +724,19 @@ class _Beam:
                 if mass > bound:
                     bound, cut = mass, mass * keep_ratio
             prev, base = last[node], node * V
+            row = hi[node] if hi is not None else None  # per token, the most the LM factor can be
             for tok, p in cands:
                 if tok == prev:
                     if nb:  # a repeat with no blank in between continues the same label...
                         new_nb[node] = nb_get(node, 0.0) + nb * p
                     mass = b * p  # ...after a blank it is a new one
+                    if loop[tok]:  # ...unless it is a second word boundary: the same text, so the same prefix
+                        if mass:
+                            new_nb[node] = nb_get(node, 0.0) + mass
+                        continue
                 else:
                     mass = total * p
-                most = mass if hi is None else mass * hi[tok]  # the most it can be after the LM factor
+                most = mass if row is None else mass * row[tok]  # the most it can be after the LM factor
                 if most <= cut:
                     continue
                 child = children.get(base + tok)
@@ -727,7 +771,7 @@ class _Beam:
                 if node not in new_nb:
                     new_nb[node] = 0.0
         if self.merge:
-            self._merge(new_b, new_nb)
+            _merge(new_b, new_nb, self.trie.words.merge_key)
         if new_b:
             b_get = new_b.get
             totals = {node: nb + b_get(node, 0.0) for node, nb in new_nb.items()}
@@ -738,8 +782,12 @@ class _Beam:
             raise FloatingPointError("every prefix underflowed to probability 0; check the log_probs")
         floor = best * self.keep_ratio
         if len(totals) > self.size:
-            # ties keep the earlier entry (nlargest is stable): deterministic
-            kept = heapq.nlargest(self.size, totals.items(), key=_SECOND)
+            # ties keep the earlier entry (both are stable): deterministic. A sort is 2-4x faster than nlargest's
+            # heap up to a few times beam_size entries, the usual case (nlargest is documented as this sort).
+            if len(totals) <= _SORT_UP_TO * self.size:
+                kept = sorted(totals.items(), key=_SECOND, reverse=True)[: self.size]
+            else:
+                kept = heapq.nlargest(self.size, totals.items(), key=_SECOND)
             nodes = [node for node, t in kept if t >= floor and t > 0.0]  # (<= beam_size,) the new beam
         else:
             nodes = [node for node, t in totals.items() if t >= floor and t > 0.0]  # (<= beam_size,)
@@ -765,52 +813,82 @@ class _Beam:
         self.nodes, self.pb, self.pnb = nodes, pb, pnb  # each (len(nodes),)
         self.collapsed = False
 
-    def _merge(self, new_b: dict[int, float], new_nb: dict[int, float]) -> None:
-        """Fold the prefixes of a frame that the LM cannot tell apart into one, in place (see beam_search).
-
-        Equal LM state, partial word and last token mean equal futures: every extension multiplies their masses
-        by the same probabilities and LM factors. So their sum evolves as one prefix's would, and the one with
-        the larger mass carries it (ties: the earlier). new_nb holds every node of new_b (0.0 where it has none).
-        """
-        state, last = self.trie.words.state, self.trie.last
-        first: dict = {}  # (lm_state, partial, last token) -> the node that carries the group
-        clashes = []
-        for node in new_nb:
-            word_state = state[node]
-            key = (word_state[0], word_state[1], last[node])
-            if key in first:
-                clashes.append((key, node))
-            else:
-                first[key] = node
-        if not clashes:
-            return
-        b_get = new_b.get
-        for key, node in clashes:
-            keep = first[key]
-            if new_nb[node] + b_get(node, 0.0) > new_nb[keep] + b_get(keep, 0.0):
-                keep, node = node, keep
-                first[key] = keep
-            new_nb[keep] += new_nb.pop(node)
-            if node in new_b:
-                new_b[keep] = b_get(keep, 0.0) + new_b.pop(node)
-
     def finalize(self, vocab: list[str], nbest: int | None) -> list[Hypothesis]:
-        """End of utterance: the last word and </s> for the LM, then one hypothesis per distinct text, ranked."""
-        finals = []
-        for node, b, nb in zip(self.nodes, self.pb, self.pnb, strict=True):
+        """End of utterance: the last word and </s> for the LM, then one hypothesis per distinct text, ranked.
+
+        Prefixes whose texts are equal now (one ends in a boundary token, the other not) are one text: their
+        probabilities are summed, and the most probable one's labelling and LM score represent them."""
+        surfaces = self.trie.surfaces(self.nodes, vocab)
+        finals = []  # (score, node, lm_score, text)
+        for node, b, nb, surface in zip(self.nodes, self.pb, self.pnb, surfaces, strict=True):
             end, lm_score = self.trie.finish(node)
-            finals.append((math.log(b + nb) + self.log_scale + end, self.trie.tokens(node), lm_score))
-        finals.sort(key=lambda f: (-f[0], f[1]))
-        out, seen = [], set()
-        for score, tokens, lm_score in finals:
-            text = _text(tokens, vocab)
-            if text in seen:
-                continue
-            seen.add(text)
-            out.append(Hypothesis(text=text, score=score, tokens=tokens, am_score=score - lm_score, lm_score=lm_score))
-            if nbest is not None and len(out) >= nbest:
-                break
-        return out
+            finals.append((math.log(b + nb) + self.log_scale + end, node, lm_score, join_pieces(surface)))
+        finals.sort(key=_neg_first)
+        groups: dict[str, list] = {}  # text -> its members' scores, the best (first) one's entry at the end
+        for score, node, lm_score, text in _ties_by_tokens(finals, self.trie.tokens):
+            group = groups.get(text)
+            if group is None:
+                groups[text] = [score, (node, lm_score)]
+            else:
+                group.insert(-1, score)
+        out = []
+        for text, (*scores, (node, lm_score)) in groups.items():
+            score = (
+                scores[0] if len(scores) == 1 else scores[0] + math.log(sum(math.exp(x - scores[0]) for x in scores))
+            )
+            out.append((score, node, lm_score, text))
+        if len(out) < len(finals):  # summing may reorder them
+            out = _ties_by_tokens(sorted(out, key=_neg_first), self.trie.tokens)
+        tokens = self.trie.tokens
+        return [
+            Hypothesis(text=text, score=score, tokens=tokens(node), am_score=score - lm_score, lm_score=lm_score)
+            for score, node, lm_score, text in out[:nbest]
+        ]
+
+
+def _ties_by_tokens(ranked: list[tuple], tokens) -> list[tuple]:
+    """(score, node, ...) entries sorted by falling score, with runs of equal scores put in token order (rare:
+    only then are the nodes' token sequences needed)."""
+    out, i = [], 0
+    while i < len(ranked):
+        j = i + 1
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        out += ranked[i:j] if j == i + 1 else sorted(ranked[i:j], key=lambda f: tokens(f[1]))
+        i = j
+    return out
+
+
+def _merge(new_b: dict[int, float], new_nb: dict[int, float], merge_key: list[tuple]) -> None:
+    """Fold the prefixes of a frame that the LM cannot tell apart into one, in place (see beam_search).
+
+    Equal LM state, partial word and last token (merge_key[node]) mean equal futures: every extension
+    multiplies their masses by the same probabilities and LM factors. So their sum evolves as one prefix's would,
+    and the member with the largest mass of its own carries it (ties: the earlier in new_nb), so that the
+    reported labelling is the group's most probable. new_nb holds every node of new_b (0.0 where it has none).
+    """
+    first: dict = {}  # (lm_state, partial, last token) -> the first node of the group
+    groups: dict = {}  # the same key -> every node of a group with more than one, in new_nb's order
+    for node in new_nb:
+        key = merge_key[node]
+        if key in first:
+            members = groups.get(key)
+            if members is None:
+                groups[key] = [first[key], node]
+            else:
+                members.append(node)
+        else:
+            first[key] = node
+    if not groups:
+        return
+    b_get = new_b.get
+    for members in groups.values():
+        keep = max(members, key=lambda n: new_nb[n] + b_get(n, 0.0))  # the first of equal ones
+        for node in members:
+            if node != keep:
+                new_nb[keep] += new_nb.pop(node)
+                if node in new_b:
+                    new_b[keep] = b_get(keep, 0.0) + new_b.pop(node)
 
 
 def _search(
@@ -823,7 +901,7 @@ def _search(
     merge: bool = False,
 ) -> list[Hypothesis]:
     """The prefix beam search over `_candidates`' frames, best hypothesis first (see `beam_search`)."""
-    trie = _PrefixTrie(len(vocab), words)
+    trie = _PrefixTrie(len(vocab), words, vocab)
     beam = _Beam(trie, beam_size, beam_threshold, merge)
     extend, prune, blank_frame = beam.extend, beam.prune, beam.blank_frame
     nodes = trie.parent  # one entry per trie node (compact changes it in place)
@@ -868,7 +946,7 @@ def _best_alignment(lp: np.ndarray, tokens: tuple[int, ...]) -> np.ndarray:
     is emitted, 2i in the blanks before it, 2 * len(tokens) in the blanks after the last. lp: (T, V).
 
     On ties a state is held rather than left, so a token starts as late and ends as late as the tie allows.
-    About 10 us per frame (numpy calls on arrays of 2 * len(tokens) + 1 states)."""
+    A few numpy calls per frame, on arrays of 2 * len(tokens) + 1 states."""
     T, L = lp.shape[0], len(tokens)
     ext = np.zeros(2 * L + 1, dtype=np.int64)  # the states' tokens: blank, token 0, blank, token 1, ..., blank
     ext[1::2] = tokens
@@ -937,6 +1015,11 @@ def _word_spans(tokens: tuple[int, ...], vocab: list[str]) -> list[tuple[str, in
 def _text(tokens: tuple[int, ...], vocab: list[str]) -> str:
     """The normalised text of a labelling (words begin at " " and "▁", as `_word_parts` says)."""
     return join_pieces(vocab[t] for t in tokens)
+
+
+def _neg_first(item: tuple) -> float:
+    """Minus the first element (a sort key)."""
+    return -item[0]
 
 
 def _neg_second(item: tuple) -> float:

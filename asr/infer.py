@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from asr.audio import LogMel, load_audio
-from asr.config import DecodeConfig, InferenceConfig
-from asr.decode import beam_options, decode_batch, greedy_labelling
+from asr.config import BeamOptions, DecodeConfig, InferenceConfig
+from asr.decode import DEFAULT_OPTIONS, decode_batch, greedy_labelling
 from asr.lm import NGramLM, load_lm
 from asr.onnx_runtime import OnnxRecognizer, load_onnx
 from asr.tokenizers import Tokenizer
@@ -69,10 +69,11 @@ def transcribe(
     model: Recognizer | OnnxRecognizer,
     audio: str | Path | np.ndarray,
     decoder: str = DecodeConfig.decoder,
-    beam_size: int = DecodeConfig.beam_size,
+    beam_size: int | None = None,
     lm: str | Path | NGramLM | None = None,
-    alpha: float = DecodeConfig.alpha,
-    beta: float = DecodeConfig.beta,
+    alpha: float | None = None,
+    beta: float | None = None,
+    options: BeamOptions = DEFAULT_OPTIONS,
 ) -> str:
     """One recording -> normalised text (lowercase words, single spaces).
 
@@ -82,8 +83,12 @@ def transcribe(
     search fused with the word n-gram LM `lm`: score = log p_ctc + alpha * log p_lm + beta * words).
     lm: an ARPA file or KenLM binary, or a model from `asr.load_lm`; pass a loaded one when transcribing many
     recordings, since a path is read again on every call.
+    options: every beam search option (`asr.config.BeamOptions`, inference.py's defaults); beam_size, alpha and
+    beta, when given, replace its values.
     """
-    config = DecodeConfig(decoder=decoder, beam_size=beam_size, alpha=alpha, beta=beta)
+    given = {"beam_size": beam_size, "alpha": alpha, "beta": beta}
+    options = dataclasses.replace(options, **{k: v for k, v in given.items() if v is not None})
+    config = DecodeConfig(decoder=decoder, **dataclasses.asdict(options))
     _check_decoder(config.decoder, lm)
     if isinstance(lm, (str, Path)):
         lm = load_lm(lm)
@@ -96,7 +101,7 @@ def decode_log_probs(
     log_probs: Sequence[np.ndarray], tokenizer: Tokenizer, config: DecodeConfig, lm: NGramLM | None = None
 ) -> list[str]:
     """(T_i, V) log-probabilities of each utterance -> its text, with `config.decoder` (`lm` only for beam_lm;
-    with it, `config.merge_beams` merges the prefixes the LM cannot tell apart)."""
+    and `config.beam_options()` for the beam search)."""
     return [text for text, _ in decode_labellings(log_probs, tokenizer, config, lm)]
 
 
@@ -109,8 +114,7 @@ def decode_labellings(
     _check_decoder(config.decoder, lm)
     if config.decoder == "greedy":
         return [greedy_labelling(lp, tokenizer) for lp in log_probs]
-    options = beam_options(config) | {"merge_beams": config.merge_beams, "nbest": 1}
-    hyps = decode_batch(log_probs, tokenizer, workers=config.decode_workers, lm=lm, **options)
+    hyps = decode_batch(log_probs, tokenizer, config.beam_options(), lm, workers=config.decode_workers, nbest=1)
     return [(h[0].text, h[0].tokens) for h in hyps]
 
 

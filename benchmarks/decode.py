@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.decode import beam_search, greedy_decode
+from asr.decode import DEFAULT_OPTIONS, BeamOptions, beam_search, greedy_decode
 from asr.lm import build_arpa, load_lm, read_sentences
 from asr.metrics import score
 from asr.text import normalize
@@ -74,8 +74,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEXT = "../shared/data/text/pride_and_prejudice.txt"  # relative to the repository root
 FRAMES_PER_SECOND = 50
 LN10 = math.log(10.0)
-TOKEN_MIN_LOGP = -5.0  # both decoders: tokens below this log-probability are skipped (a frame's best is kept)
-BEAM_THRESHOLD = 10.0  # both decoders: prefixes this many nats below the best are dropped
+# both decoders, from BeamOptions' defaults: tokens below this log-probability are skipped (a frame's best is kept),
+# and prefixes this many nats below the best are dropped
+TOKEN_MIN_LOGP = DEFAULT_OPTIONS.token_min_logp
+BEAM_THRESHOLD = DEFAULT_OPTIONS.beam_threshold
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,14 +236,16 @@ def main() -> None:
     )
     parser.add_argument("--alpha", type=float, default=1.0 / LN10, help="LM weight (default 1 / ln 10, see above)")
     parser.add_argument("--beta", type=float, default=1.0, help="bonus per word")
-    parser.add_argument("--unk-offset", type=float, default=-10.0, help="our OOV offset, nats (after alpha)")
+    parser.add_argument(
+        "--unk-offset", type=float, default=DEFAULT_OPTIONS.unk_offset, help="our OOV offset, nats (after alpha)"
+    )
     parser.add_argument("--beams", default="10,100", help="beam sizes")
     parser.add_argument(
         "--merge",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=DEFAULT_OPTIONS.merge_beams,
         help="with the LM, merge beams the LM cannot tell apart: ours merge_beams, pyctcdecode prune_history "
-        "(default: on, as inference.py)",
+        "(default: BeamOptions', as inference.py)",
     )
     parser.add_argument("--no-pyctcdecode", dest="pyctcdecode", action="store_false")
     parser.add_argument("--against-commit", metavar="REV", help="compare with asr/decode.py at this git revision")
@@ -341,12 +345,14 @@ def make_decoders(args, tokenizer: CharTokenizer, lm, arpa: Path) -> list[tuple[
     """(decoder name, beam, with LM, decode(log_probs) -> text) for every row of the table but greedy."""
     beams = [int(b) for b in args.beams.split(",")]
     out = []
-    common = {"token_min_logp": TOKEN_MIN_LOGP, "beam_threshold": BEAM_THRESHOLD}
-    fused = {"lm": lm, "alpha": args.alpha, "beta": args.beta, "unk_offset": args.unk_offset}
+    fused = {"alpha": args.alpha, "beta": args.beta, "unk_offset": args.unk_offset, "merge_beams": args.merge}
     for with_lm in (False, True):
         for b in beams:
-            kw = {"beam_size": b, **common, **(fused | {"merge_beams": args.merge} if with_lm else {})}
-            out.append(("ours", b, with_lm, lambda lp, kw=kw: beam_search(lp, tokenizer, nbest=1, **kw)[0].text))
+            options = BeamOptions(beam_size=b, **fused)  # inference.py's defaults otherwise (token pruning, threshold)
+            row_lm = lm if with_lm else None
+            out.append(
+                ("ours", b, with_lm, lambda lp, o=options, m=row_lm: beam_search(lp, tokenizer, o, m, nbest=1)[0].text)
+            )
     if not args.pyctcdecode:
         return out
     try:
@@ -454,8 +460,19 @@ def against_commit(args, old, tokenizer, utterances, lm_old, lm_new) -> None:
         for beam in (10, 100):
             runs = []
             for module, lm in ((old, lm_old), (new, lm_new)):  # each its own LM, so neither warms the other's caches
-                kw = {"beam_size": beam} | ({"lm": lm, "alpha": args.alpha, "beta": args.beta} if with_lm else {})
-                runs.append(lambda lp, module=module, kw=kw: module.beam_search(lp, tokenizer, **kw))
+                lm = lm if with_lm else None
+                if hasattr(module, "DEFAULT_OPTIONS"):  # one options object
+                    o = BeamOptions(beam_size=beam, alpha=args.alpha, beta=args.beta, merge_beams=args.merge)
+                    runs.append(lambda lp, m=module, o=o, lm=lm: m.beam_search(lp, tokenizer, o, lm))
+                else:  # before it: keyword options, merging off by default
+                    kw = {
+                        "beam_size": beam,
+                        "lm": lm,
+                        "alpha": args.alpha,
+                        "beta": args.beta,
+                        "merge_beams": args.merge,
+                    }
+                    runs.append(lambda lp, m=module, kw=kw: m.beam_search(lp, tokenizer, **kw))
             # an untimed pass of each checks the results and warms the LM caches
             results = [[[dataclasses.astuple(h) for h in run(lp)] for lp, _ in utterances] for run in runs]
             if results[0] != results[1]:

@@ -84,8 +84,8 @@ def _uppercase(line: str) -> str:
 
 def measure(backend: str, arpa: Path, utterances: int, beam: int) -> dict:
     """In this (fresh) process: load the LM with `backend`, then decode; the figures as a dict."""
-    from asr.config import DecodeConfig
-    from asr.decode import beam_options, beam_search
+    from asr.config import BeamOptions
+    from asr.decode import beam_search
     from asr.lm import load_lm, read_sentences
     from asr.tokenizers import CharTokenizer
     from benchmarks.decode import NOISE, synthetic_utterances, wer
@@ -97,10 +97,10 @@ def measure(backend: str, arpa: Path, utterances: int, beam: int) -> dict:
     lm = load_lm(arpa, backend=backend)
     load_s = time.perf_counter() - tic
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    options = beam_options(DecodeConfig(decoder="beam_lm", beam_size=beam)) | {"merge_beams": True, "nbest": 1}
-    beam_search(inputs[0][0], tokenizer, lm=lm, **options)  # imports, first allocations
+    options = BeamOptions(beam_size=beam)  # inference.py's defaults otherwise
+    beam_search(inputs[0][0], tokenizer, options, lm, nbest=1)  # imports, first allocations
     cpu = time.process_time()
-    hyps = [beam_search(lp, tokenizer, lm=lm, **options)[0].text for lp, _ in inputs]
+    hyps = [beam_search(lp, tokenizer, options, lm, nbest=1)[0].text for lp, _ in inputs]
     ms = 1000 * (time.process_time() - cpu) / len(inputs)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"backend": type(lm).__name__, "load_s": load_s, "load_gib": (loaded - before) / 2**20,

@@ -15,7 +15,7 @@ import inference
 import train
 from asr.bpe import MIN_VOCAB_SIZE, BpeTokenizer, train_bpe
 from asr.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
-from asr.config import MODEL_PRESETS, DecodeConfig, TrainConfig
+from asr.config import MODEL_PRESETS, BeamOptions, DecodeConfig, TrainConfig
 from asr.data import DataReport, Utterance, filter_for_training
 from asr.decode import _WordTracker, beam_search, greedy_decode, word_timestamps
 from asr.infer import decode_labellings
@@ -153,7 +153,7 @@ def test_greedy_and_beam_decode_a_word_split_across_three_pieces(pieces):
     ids = [*pieces.encode("a sunny"), *bunny]
     lp = log_probs(len(pieces), path(ids))
     assert greedy_decode(torch.from_numpy(lp)[None], torch.tensor([len(lp)]), pieces) == ["a sunny bunny"]
-    best = beam_search(lp, pieces, beam_size=8, frame_rate=25.0)[0]
+    best = beam_search(lp, pieces, BeamOptions(beam_size=8), frame_rate=25.0)[0]
     assert best.text == "a sunny bunny" and best.tokens == tuple(ids)
     # token i sits on frame 2i: a word runs from the frame of its first piece with letters ("▁" alone has none)
     # to one past the frame of its last piece
@@ -186,9 +186,9 @@ def test_the_word_lm_flips_a_near_tie_between_pieces(pieces):
     # "buns" is slightly more probable acoustically, piece for piece
     frames = [{g: 0.4, s: 0.45} if g != s else {g: 0.85} for g, s in zip(bugs, buns, strict=True)]
     lp = log_probs(len(pieces), [f for frame in frames for f in (frame, {0: 0.9})] + path(bunny))
-    assert beam_search(lp, pieces, beam_size=16)[0].text == "buns bunny"
+    assert beam_search(lp, pieces, BeamOptions(beam_size=16))[0].text == "buns bunny"
     for merge in (False, True):
-        fused = beam_search(lp, pieces, beam_size=16, lm=lm, alpha=0.5, beta=0.5, merge_beams=merge)
+        fused = beam_search(lp, pieces, BeamOptions(beam_size=16, alpha=0.5, beta=0.5, merge_beams=merge), lm)
         assert fused[0].text == "bugs bunny" and fused[0].tokens == (*bugs, *bunny)
         # each word scored once, when the next "▁" piece or the end of the utterance completes it
         assert fused[0].lm_score == pytest.approx(0.5 * lm.sentence_score(["bugs", "bunny"]) + 2 * 0.5, abs=1e-9)
