@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import asr
+import asr.tokenizers
 import export
 import inference
 from asr.audio import SAMPLE_RATE, LogMel, load_audio, log_mel, resample_numpy, torchaudio
@@ -81,7 +82,7 @@ def test_export_verifies_then_writes_a_model_with_dynamic_batch_and_time(exporte
         ours, theirs = model.forward(features), torch_log_probs(network, features)
         assert [a.shape for a in ours] == [b.shape for b in theirs]
         assert max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs, strict=True)) <= 1e-4
-    assert model.tokenizer.state_dict() == asr.text.tokenizer_from_state(state["tokenizer"]).state_dict()
+    assert model.tokenizer.state_dict() == asr.tokenizers.tokenizer_from_state(state["tokenizer"]).state_dict()
     assert model.model_config == state["model_config"] and model.quantization == "none"
 
 
