@@ -10,6 +10,7 @@ in this file that fits on a screen.
 """
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import math
@@ -61,12 +62,15 @@ from asr.data import (
     uses_librispeech,
 )
 from asr.decode import decode_batch, greedy_decode
+from asr.distributed import agree_usable, reduce_by_hand, replicate, window_context
 from asr.download import file_sha256
+from asr.errors import ASRError
 from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
+from asr.resume import batch_in_epoch_for_world, grad_accum_for_world, load_scaler_state, world_size
 from asr.text import CharTokenizer, Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     settings, resumed = resolve_config(argv)
     check_limits(settings.train)
     torchaudio()  # a torchaudio that cannot load fails here, in one line, before anything is written
-    init_distributed()  # under torchrun: one process per device; only rank 0 prints, logs and saves
+    # under torchrun: one process per device; only rank 0 prints, logs and saves
+    init_distributed(settings.train.dist_timeout)
     config = settings.train
     run_dir = run_folder(config)
     print(json.dumps(settings.as_dict(), indent=2))
@@ -107,6 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
     state = TrainState()
     if resumed is not None:
         restore(resumed, model, optim, state, config)
+        saved_world = resumed["training"].get("world_size", 1)
+        state.batch_in_epoch = batch_in_epoch_for_world(state.batch_in_epoch, saved_world, world_size(),
+                                                        data.batches_in_epoch(state.epoch))  # fmt: skip
     log = TrainLog(run_dir / "tensorboard", config.tensorboard and is_main(), purge_step=state.step or None)
     log.config(settings.as_dict(), state.step)
     if data.dataset.augmenter is not None and state.step == 0:
@@ -174,6 +182,10 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
             "Start a new run with --run_name NAME to change them"
         )
     config = replace(saved, **train)
+    # another process count keeps the global batches of each update by changing grad_accum (asr/resume.py)
+    saved_world = state["training"].get("world_size", 1)
+    config = replace(config, grad_accum=grad_accum_for_world(train["resume"], saved_world, saved.grad_accum,
+                                                             world_size()))  # fmt: skip
     base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
     return Settings(size_for_machine(config), model, replace(base, **aug)), state
 
@@ -455,27 +467,37 @@ def ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, batch: dict) ->
                batch["target_lengths"].to(device))  # fmt: skip
 
 
-def forward_backward(model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool) -> float:
+def forward_backward(
+    model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool, last_in_window: bool = True
+) -> float:
     """Forward, CTC (mean per utterance) and backward of one batch, adding to the gradients already there.
-    Returns the loss; a non-finite loss returns nan and leaves the gradients untouched."""
+    Returns the loss; a non-finite loss returns nan and leaves the gradients untouched. `model` may be the DDP
+    wrapper (asr/distributed.py): it reduces the gradients on the window's last batch only, and a batch whose loss
+    is non-finite on any process is skipped by all."""
     features = batch["features"].to(device, non_blocking=True)  # (B, T, n_mels)
-    with autocast(device, amp):
-        log_probs, out_lengths = model(features, batch["feature_lengths"].to(device))  # (B, T', V), (B,)
-    loss = ctc_loss(log_probs, out_lengths, batch) / len(batch["ids"])
-    if not torch.isfinite(loss):
-        return math.nan  # a NaN/inf loss would poison the weights (and the window's good gradients)
-    optim.scaler.scale(loss).backward()
+    with window_context(model, last_in_window):
+        with autocast(device, amp):
+            log_probs, out_lengths = model(features, batch["feature_lengths"].to(device))  # (B, T', V), (B,)
+        loss = ctc_loss(log_probs, out_lengths, batch) / len(batch["ids"])
+        if not agree_usable(bool(torch.isfinite(loss)), device):
+            return math.nan  # a NaN/inf loss would poison the weights (and the window's good gradients)
+        optim.scaler.scale(loss).backward()
     return loss.item()
 
 
-def apply_gradients(model: DeepSpeech2, optim: Optimization, batches: int, grad_clip: float) -> float | None:
+def apply_gradients(
+    model: DeepSpeech2, optim: Optimization, batches: int, grad_clip: float, reduced: bool = True
+) -> float | None:
     """One optimizer update from the gradients of `batches` accumulated batches (their mean), clipped; under DDP
-    the mean over every process's batches. Returns the gradient norm before clipping (non-finite, e.g. an fp16
-    overflow: no update), or None when no process had a usable batch (nothing happens)."""
-    batches = _sum_over_processes(model, batches)
+    the mean over every process's batches (every process used the same number: usable batches are agreed), which
+    DDP averaged during the last backward, or `reduce_by_hand` when the window's last batch was skipped
+    (`reduced` False). Returns the gradient norm before clipping (non-finite, e.g. an fp16 overflow: no update),
+    or None when the window had no usable batch (nothing happens)."""
     if batches == 0:
         optim.optimizer.zero_grad(set_to_none=True)
         return None
+    if not reduced:
+        reduce_by_hand(model)
     optim.scaler.unscale_(optim.optimizer)  # so the clipping threshold applies to true gradients
     if batches > 1:
         for p in model.parameters():
@@ -488,19 +510,6 @@ def apply_gradients(model: DeepSpeech2, optim: Optimization, batches: int, grad_
     optim.optimizer.zero_grad(set_to_none=True)
     optim.scheduler.step()
     return grad_norm
-
-
-def _sum_over_processes(model: DeepSpeech2, batches: int) -> int:
-    """DDP: add up every process's gradients and batch count (a no-op in a plain run)."""
-    if not dist.is_initialized():
-        return batches
-    count = torch.tensor([float(batches)], device=next(model.parameters()).device)
-    dist.all_reduce(count)
-    for p in model.parameters():
-        if p.grad is None:  # a process whose window had no usable batch still takes part
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
-    return int(count.item())
 
 
 def train_step(model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool) -> float:
@@ -550,6 +559,7 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
     stopped it."""
     model.train()
     freeze_for_epoch(model, config, state.epoch)
+    runner = replicate(model)  # under torchrun, the DDP wrapper over the parameters this epoch trains
     # Windows count batches read, usable or not, so that every DDP process closes them at the same batch.
     window, pending = 0, []  # batches read since the last update; losses of the usable ones
     seconds, tic, grad_norm = 0.0, time.perf_counter(), math.nan
@@ -563,14 +573,18 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
         for error in batch["errors"]:
             state.load_errors.append(error)
             tqdm.write(f"skipped unreadable file: {error}")
+        closes = window >= config.grad_accum or state.batch_in_epoch >= n_batches  # the last always closes it
+        loss = math.nan
         if batch["features"] is not None:
-            loss = forward_backward(model, optim, batch, device, amp)
+            loss = forward_backward(runner, optim, batch, device, amp, last_in_window=closes)
             state.skipped_steps += math.isnan(loss)
             pending += [] if math.isnan(loss) else [loss]
             seconds += float(batch["feature_lengths"].sum()) * 0.01  # 10 ms per feature frame
-        if window < config.grad_accum and state.batch_in_epoch < n_batches:
-            continue  # keep accumulating; an epoch's last batch always ends the window
-        grad_norm = apply_gradients(model, optim, len(pending), config.grad_clip)
+        else:
+            agree_usable(False, device)  # under DDP the other processes wait for this one's word on the batch
+        if not closes:
+            continue  # keep accumulating
+        grad_norm = apply_gradients(model, optim, len(pending), config.grad_clip, reduced=not math.isnan(loss))
         losses, window, pending = pending, 0, []
         if grad_norm is None:
             continue  # no usable batch in the window: no update
@@ -678,14 +692,17 @@ def evaluate_and_keep_best(model, tokenizer, data, state, config, device, amp, l
 # ---------------------------------------------------------------------------------------------- processes (DDP)
 
 
-def init_distributed() -> None:
+def init_distributed(timeout_minutes: float = 60.0) -> None:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK); nothing for a plain run.
-    Other ranks than 0 keep quiet: their stdout goes nowhere (errors still reach stderr)."""
+    Other ranks than 0 keep quiet: their stdout goes nowhere (errors still reach stderr). A collective waits up
+    to `timeout_minutes` (--dist_timeout) for every process: NCCL's default 10 minutes can run out while rank 0
+    alone evaluates on all of dev-clean and writes a checkpoint to a slow disk."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1 or dist.is_initialized():
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" below is this process's GPU
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     if not is_main():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
 
@@ -717,8 +734,14 @@ def checkpoint_dict(model, tokenizer, optim: Optimization, state: TrainState, se
         "optimizer": optim.optimizer.state_dict(),
         "scheduler": optim.scheduler.state_dict(),
         "scaler": optim.scaler.state_dict(),
-        "training": state.state_dict(),
+        "training": state.state_dict()
+        | {"world_size": world_size(), "global_batch_seconds": global_batch_seconds(settings.train)},
     }
+
+
+def global_batch_seconds(config: TrainConfig) -> float:
+    """Audio seconds behind one optimizer update, all processes together."""
+    return config.batch_seconds * world_size() * config.grad_accum
 
 
 def restore(saved: dict, model, optim: Optimization, state: TrainState, config: TrainConfig) -> None:
@@ -726,7 +749,7 @@ def restore(saved: dict, model, optim: Optimization, state: TrainState, config: 
     model.load_state_dict(saved["model"])
     optim.optimizer.load_state_dict(saved["optimizer"])
     optim.scheduler.load_state_dict(saved["scheduler"])
-    optim.scaler.load_state_dict(saved["scaler"])
+    load_scaler_state(optim.scaler, saved["scaler"])  # {} from a CPU or --no-amp run
     state.load_state_dict(saved["training"])
     optim.scheduler.base_lrs = [config.lr for _ in optim.optimizer.param_groups]
     factor = optim.scheduler.lr_lambdas[0](optim.scheduler.last_epoch)
@@ -738,7 +761,7 @@ def restore(saved: dict, model, optim: Optimization, state: TrainState, config: 
 if __name__ == "__main__":
     try:
         main()
-    except (FileNotFoundError, ValueError, TorchaudioError) as e:  # bad input: the message says what to fix
+    except (FileNotFoundError, ValueError, TorchaudioError, ASRError) as e:  # bad input: the message says what to fix
         sys.exit(f"error: {e}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Under torchrun, torch's C++ teardown at interpreter exit sometimes aborts ("terminate called without an

@@ -265,6 +265,11 @@ class TrainConfig:
         "let cuDNN time its algorithms for every new input shape and keep the fastest; pays only when shapes"
         " repeat, and batches bucketed by duration rarely do (about one new (batch, frames) shape per batch)",
     )
+    dist_timeout: float = _f(
+        60.0,
+        "minutes a torchrun process waits for the others at a collective before the run is aborted (rank 0 alone"
+        " evaluates and writes checkpoints meanwhile; NCCL's default is 10)",
+    )
     num_workers: int | None = _f(
         0,
         "DataLoader worker processes for loading and featurising audio; the LibriSpeech recipe uses one per spare"
