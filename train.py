@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from asr.audio import TorchaudioError, torchaudio
 from asr.augment import Augmenter
+from asr.batching import auto_batch_seconds
 from asr.bpe import BpeTokenizer, train_bpe
 from asr.checkpoint import (
     load_checkpoint,
@@ -39,9 +40,9 @@ from asr.checkpoint import (
 )
 from asr.config import (
     AUGMENT_PRESETS,
-    DEVICE_BATCH_SECONDS,
     FIXED_ON_RESUME,
     MODEL_PRESETS,
+    RECIPE_SOURCES,
     RECIPES,
     AugmentConfig,
     ModelConfig,
@@ -70,6 +71,7 @@ from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
+from asr.optim import NO_DECAY, exponential, param_groups, regroup_state, scaled_lr
 from asr.resume import batch_in_epoch_for_world, grad_accum_for_world, load_scaler_state, world_size
 from asr.text import CharTokenizer, Tokenizer, tokenizer_from_state
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = settings.train
     run_dir = run_folder(config)
     print(json.dumps(settings.as_dict(), indent=2))
-    print(f"recipe: {recipe_name(config.dataset)} (defaults in asr/config.py RECIPES; any flag overrides them)")
+    print_recipe(config)
 
     seed_everything(config.seed)
     device = pick_device(config.device)
@@ -167,7 +169,7 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
         config = TrainConfig(**(RECIPES[recipe_name(train.get("dataset", TrainConfig.dataset))] | train))
         config, model = architecture(config, train, arch)
         augment = replace(AUGMENT_PRESETS[config.augment], **aug)
-        return Settings(size_for_machine(config), model, augment), None
+        return Settings(batch_rule(size_for_machine(config, model), given_lr="lr" in train), model, augment), None
     state = load_checkpoint(train["resume"])
     if "train_config" not in state:
         raise ValueError(f"{train['resume']} holds no training state (it is an inference-only checkpoint)")
@@ -236,16 +238,41 @@ def tokenizer_flags(tokenizer: Tokenizer) -> tuple[str, int | None]:
     return tokenizer.kind, (len(tokenizer) - 1 if tokenizer.kind == "bpe" else None)
 
 
-def size_for_machine(config: TrainConfig) -> TrainConfig:
-    """Fill what a recipe leaves to the machine (None): batch_seconds for the device, one worker per spare core."""
+def batch_rule(config: TrainConfig, given_lr: bool) -> TrainConfig:
+    """--lr was tuned for a global batch of --lr_reference_batch seconds: another global batch (device-sized,
+    more processes, --grad_accum) scales it by sqrt(global / reference) (asr/optim.py), unless --lr was given."""
+    if given_lr or config.lr_reference_batch is None:
+        return config
+    lr = scaled_lr(config.lr, global_batch_seconds(config), config.lr_reference_batch)
+    if lr != config.lr:
+        print(f"lr {config.lr:g} is for a global batch of {config.lr_reference_batch:g} s; this run's is "
+              f"{global_batch_seconds(config):g} s, so lr = {config.lr:g} x sqrt({global_batch_seconds(config):g} / "
+              f"{config.lr_reference_batch:g}) = {lr:.3g} (give --lr to override)")  # fmt: skip
+    return replace(config, lr=lr)
+
+
+def print_recipe(config: TrainConfig) -> None:
+    """The recipe's values as this run uses them, each with where it comes from (asr/config.py RECIPE_SOURCES)."""
+    name = recipe_name(config.dataset)
+    print(f"recipe: {name} (defaults in asr/config.py RECIPES; any flag overrides them)")
+    for key, default in RECIPES[name].items():
+        value = getattr(config, key)
+        note = RECIPE_SOURCES[name].get(key, "")
+        shown = f"{value:.3g}" if isinstance(value, float) else f"{value}"
+        shown += "" if value == default or default is None else f" (recipe: {default})"
+        print(f"  {key} = {shown}  # {note}")
+
+
+def size_for_machine(config: TrainConfig, model: ModelConfig | None = None) -> TrainConfig:
+    """Fill what a recipe leaves to the machine (None or auto): batch_seconds for the device (asr/batching.py: on
+    CUDA the largest batch of `model` that fits), one worker per spare core."""
     batch_seconds, workers = config.batch_seconds, config.num_workers
-    if batch_seconds is None:
+    if batch_seconds is None or batch_seconds == "auto":
         device = pick_device(config.device)
-        if device.type == "cuda":
-            gib = torch.cuda.get_device_properties(device).total_memory / 2**30
-            batch_seconds = min(DEVICE_BATCH_SECONDS["cuda_max"], round(DEVICE_BATCH_SECONDS["cuda_per_gib"] * gib))
-        else:
-            batch_seconds = DEVICE_BATCH_SECONDS.get(device.type, DEVICE_BATCH_SECONDS["cpu"])
+        if device.type == "cuda":  # this process's GPU (torchrun's LOCAL_RANK); the group is not joined yet
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        arch = model or MODEL_PRESETS[config.model]
+        batch_seconds = auto_batch_seconds(arch, config.max_duration, device, config.amp)
     if workers is None:
         workers = spare_cpu_workers()
     return replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
@@ -453,8 +480,12 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 def build_optimizer(config: TrainConfig, model: DeepSpeech2, steps_per_epoch: int) -> Optimization:
     total = config.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, config.warmup))
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)  # no decay on norms, biases
+    if config.schedule == "exponential":
+        factor = lambda s: exponential(s, total, config.warmup, steps_per_epoch, config.lr_decay)  # noqa: E731
+    else:
+        factor = lambda s: lr_factor(s, total, config.warmup)  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scaler = torch.amp.GradScaler("cuda", enabled=uses_amp(next(model.parameters()).device, config.amp))
     return Optimization(optimizer, scheduler, scaler)
 
@@ -680,7 +711,8 @@ def evaluate_and_keep_best(model, tokenizer, data, state, config, device, amp, l
     """Rank 0 evaluates on the whole eval set (the other processes wait), logs, and keeps best.pt."""
     if is_main():
         result = evaluate(model, data.eval, tokenizer, config, device, amp, data.eval_loader)
-        log.eval(result, state.step, data.eval, data.dataset.featurize)
+        subset = f"val_first{config.eval_utterances}" if config.eval_utterances is not None else "val"
+        log.eval(result, state.step, data.eval, data.dataset.featurize, prefix=subset)  # a subset is labelled so
         tqdm.write(f"eval at step {state.step} (epoch {state.epoch}): {result.summary()}")
         state.load_errors += [e for e in result.errors if e not in state.load_errors]
         if state.record(result.scores.wer):
@@ -747,14 +779,15 @@ def global_batch_seconds(config: TrainConfig) -> float:
 def restore(saved: dict, model, optim: Optimization, state: TrainState, config: TrainConfig) -> None:
     """Load a checkpoint into the run; --lr and --weight_decay given with --resume take effect from here."""
     model.load_state_dict(saved["model"])
-    optim.optimizer.load_state_dict(saved["optimizer"])
+    optim.optimizer.load_state_dict(regroup_state(saved["optimizer"], model, optim.optimizer))
     optim.scheduler.load_state_dict(saved["scheduler"])
     load_scaler_state(optim.scaler, saved["scaler"])  # {} from a CPU or --no-amp run
     state.load_state_dict(saved["training"])
     optim.scheduler.base_lrs = [config.lr for _ in optim.optimizer.param_groups]
     factor = optim.scheduler.lr_lambdas[0](optim.scheduler.last_epoch)
     for group in optim.optimizer.param_groups:
-        group.update(initial_lr=config.lr, lr=config.lr * factor, weight_decay=config.weight_decay)
+        decay = config.weight_decay if group.get("name") != NO_DECAY else 0.0
+        group.update(initial_lr=config.lr, lr=config.lr * factor, weight_decay=decay)
     print(f"resumed from {config.resume}: epoch {state.epoch}, batch {state.batch_in_epoch}, step {state.step}")
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 
+from asr.batching import pick_batch_seconds
 from asr.config import MODEL_PRESETS
 from asr.model import DeepSpeech2, MaskedBatchNorm, set_rnn_path
 
@@ -71,3 +72,47 @@ def test_the_fused_path_adds_no_parameters_and_auto_means_split_on_a_cpu():
     assert called == []  # auto on a CPU tensor: the split path
     with pytest.raises(ValueError, match="rnn path 'both': not one of auto, split, fused"):
         set_rnn_path(model, "both")
+
+
+GIB = 2**30
+
+
+def test_auto_batch_keeps_15_percent_of_the_memory_free():
+    peak = lambda seconds: int(2 * GIB + seconds * 0.02 * GIB)  # noqa: E731  (2 GiB + 20 MiB per audio second)
+    assert pick_batch_seconds(peak, total_bytes=80 * GIB) == 3200.0  # 66 GiB <= 68 GiB
+    assert pick_batch_seconds(peak, total_bytes=16 * GIB) == 400.0  # 800 s would need 18 GiB > 13.6 GiB
+    assert pick_batch_seconds(lambda s: None if s > 100 else 1, total_bytes=GIB) == 100.0  # out of memory above
+    tried = []
+    pick_batch_seconds(lambda s: tried.append(s) or (GIB if s < 400 else 20 * GIB), total_bytes=16 * GIB)
+    assert tried == [50.0, 100.0, 200.0, 400.0]  # stops at the first size that does not fit
+
+
+def test_batch_seconds_auto_is_probed_on_cuda_printed_and_saved(monkeypatch, capsys):
+    import train
+    from asr import batching
+
+    probed = []
+
+    def fake_probe(config, max_duration, device, amp):
+        probed.append((config.rnn_hidden, max_duration, device, amp))
+        return lambda seconds: int(GIB + seconds * 0.02 * GIB)
+
+    monkeypatch.setattr(train, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(batching, "cuda_peak_probe", fake_probe)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: type("P", (), {"total_memory": 24 * GIB}))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d: "Fake GPU")
+    settings, _ = train.resolve_config(
+        ["--dataset", "train-clean-100", "--batch_seconds", "auto", "--num_workers", "0"]
+    )
+    assert settings.train.batch_seconds == 800.0 and settings.as_dict()["batch_seconds"] == 800.0  # config.json
+    assert probed == [(800, 20.0, torch.device("cuda", 0), True)]  # the base model, on the longest utterances
+    assert "batch_seconds auto: 800 s per batch on Fake GPU (24 GiB, 15% kept free" in capsys.readouterr().out
+
+
+def test_batch_seconds_auto_is_60_on_a_cpu():
+    import train
+
+    settings, _ = train.resolve_config(["--batch_seconds", "auto", "--device", "cpu"])
+    assert settings.train.batch_seconds == 60.0
+    with pytest.raises(SystemExit):  # argparse: neither a number nor auto
+        train.resolve_config(["--batch_seconds", "lots"])
