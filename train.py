@@ -66,6 +66,7 @@ from asr.decode import decode_batch, greedy_decode
 from asr.distributed import agree_usable, reduce_by_hand, replicate, window_context
 from asr.download import file_sha256
 from asr.errors import ASRError
+from asr.features import WaveDataset, collate_waves, device_features
 from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
@@ -439,16 +440,18 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
                  f"{config.eval_utterances}); give --eval_dataset a set with transcriptions/")  # fmt: skip
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
     augmenter = Augmenter(settings.augment) if config.augment != "none" else None
-    dataset = SpeechDataset(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
+    pin = next(model.parameters()).is_cuda
+    on_device = pin if config.device_features is None else config.device_features  # asr/features.py
+    dataset_class, collate_fn = (WaveDataset, collate_waves) if on_device else (SpeechDataset, collate)
+    dataset = dataset_class(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     durations = [u.duration for u in train_utts]
     sampler = BucketBatchSampler(durations, config.batch_seconds, seed=config.seed, rank=rank, world=world)
     # Pinned host memory makes the copies to a GPU asynchronous. Workers are not persistent: each epoch's
     # workers copy the dataset with that epoch's number, which seeds its augmentations; starting them again
     # costs a second or so per epoch.
-    pin = next(model.parameters()).is_cuda
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers, pin_memory=pin
+        dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers, pin_memory=pin
     )
     val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers, pin)
     # The schedule length comes from the epoch count only (not --max_steps), so a run cut short
@@ -498,6 +501,11 @@ def ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, batch: dict) ->
                batch["target_lengths"].to(device))  # fmt: skip
 
 
+def model_config(model: torch.nn.Module) -> ModelConfig:
+    """The ModelConfig of a model or of the DDP wrapper around one."""
+    return getattr(model, "module", model).config
+
+
 def forward_backward(
     model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool, last_in_window: bool = True
 ) -> float:
@@ -505,7 +513,10 @@ def forward_backward(
     Returns the loss; a non-finite loss returns nan and leaves the gradients untouched. `model` may be the DDP
     wrapper (asr/distributed.py): it reduces the gradients on the window's last batch only, and a batch whose loss
     is non-finite on any process is skipped by all."""
-    features = batch["features"].to(device, non_blocking=True)  # (B, T, n_mels)
+    if "samples" in batch:  # --device_features: waveforms (B, S) to featurise here, on the device
+        features = device_features(batch, device, model_config(model).n_mels)  # (B, T, n_mels)
+    else:
+        features = batch["features"].to(device, non_blocking=True)  # (B, T, n_mels)
     with window_context(model, last_in_window):
         with autocast(device, amp):
             log_probs, out_lengths = model(features, batch["feature_lengths"].to(device))  # (B, T', V), (B,)

@@ -299,6 +299,11 @@ class TrainConfig:
         "minutes a torchrun process waits for the others at a collective before the run is aborted (rank 0 alone"
         " evaluates and writes checkpoints meanwhile; NCCL's default is 10)",
     )
+    device_features: bool | None = _f(
+        None,
+        "compute log-mel features and SpecAugment inside the training step on the model's device; loader workers"
+        " only decode and augment waveforms (asr/features.py). Default: on with CUDA, off elsewhere",
+    )
     num_workers: int | None = _f(
         0,
         "DataLoader worker processes for loading and featurising audio; the LibriSpeech recipe uses one per spare"

@@ -116,3 +116,38 @@ def test_batch_seconds_auto_is_60_on_a_cpu():
     assert settings.train.batch_seconds == 60.0
     with pytest.raises(SystemExit):  # argparse: neither a number nor auto
         train.resolve_config(["--batch_seconds", "lots"])
+
+
+def test_features_on_the_device_equal_the_loader_features(librispeech_fixtures):
+    from asr.augment import Augmenter
+    from asr.config import AUGMENT_PRESETS
+    from asr.data import DataReport, SpeechDataset, collate, load_dataset
+    from asr.features import WaveDataset, collate_waves, device_features
+    from asr.text import CharTokenizer
+
+    utts = load_dataset(str(librispeech_fixtures), "unused", DataReport())[:4]
+    for augment in ("none", "librispeech"):
+        augmenter = Augmenter(AUGMENT_PRESETS[augment]) if augment != "none" else None
+        common = (utts, CharTokenizer(), 80)
+        cpu = SpeechDataset(*common, augmenter=augmenter, seed=3)
+        waves = WaveDataset(*common, augmenter=augmenter, seed=3)
+        cpu.epoch = waves.epoch = 1
+        expected = collate([cpu[i] for i in range(len(utts))])
+        batch = collate_waves([waves[i] for i in range(len(utts))])
+        got = device_features(batch, torch.device("cpu"), 80)
+        assert torch.equal(batch["feature_lengths"], expected["feature_lengths"])
+        assert torch.equal(batch["targets"], expected["targets"])
+        assert got.shape == expected["features"].shape
+        assert (got - expected["features"]).abs().max() <= 1e-4, augment  # padding included: 0 in both
+        if augment != "none":
+            assert (got == 0).sum() > (expected["features"] == 0).sum() * 0.9 > 0  # the masks came through
+
+
+def test_a_run_with_device_features_trains_as_the_loader_path(tmp_path, tiny_set):
+    import train
+
+    args = ["--dataset", str(tiny_set), "--model", "tiny", "--no-tensorboard", "--augment", "librispeech",
+            "--epochs", "1", "--max_steps", "2", "--batch_seconds", "3", "--device", "cpu"]  # fmt: skip
+    on = train.main([*args, "--runs_dir", str(tmp_path / "on"), "--device_features"])
+    off = train.main([*args, "--runs_dir", str(tmp_path / "off"), "--no-device_features"])
+    assert on["losses"] == pytest.approx(off["losses"], rel=1e-4)
