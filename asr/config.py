@@ -257,7 +257,8 @@ class TrainConfig:
     batch_seconds: float | None = _f(
         20.0,
         "audio seconds per batch (padding excluded), batches built by duration; auto: the largest that fits the"
-        " device, probed on CUDA with 15%% memory headroom, 60 on a CPU (asr/batching.py; the LibriSpeech recipe's)",
+        " device, probed on CUDA keeping 15 percent of memory free, 60 on a CPU (asr/batching.py; the LibriSpeech"
+        " recipe's)",
         parse=_seconds_or_auto,
     )
     grad_accum: int = _f(1, "batches whose gradients are summed before one optimizer step")
