@@ -10,6 +10,7 @@ in this file that fits on a screen.
 """
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import math
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from asr.atomic import atomic_write_bytes
 from asr.audio import torchaudio
 from asr.augment import make_augmenter
+from asr.batching import auto_batch_seconds
 from asr.bpe import BpeTokenizer, train_bpe
 from asr.checkpoint import (
     load_checkpoint,
@@ -39,9 +41,9 @@ from asr.checkpoint import (
 )
 from asr.config import (
     AUGMENT_PRESETS,
-    DEVICE_BATCH_SECONDS,
     FIXED_ON_RESUME,
     MODEL_PRESETS,
+    RECIPE_SOURCES,
     RECIPES,
     AugmentConfig,
     ModelConfig,
@@ -62,13 +64,17 @@ from asr.data import (
     uses_librispeech,
 )
 from asr.decode import BeamOptions, decode_batch, greedy_decode
+from asr.distributed import agree_usable, reduce_by_hand, replicate, window_context
 from asr.download import file_sha256
 from asr.errors import ASRError, run_cli
+from asr.features import WaveDataset, collate_waves, device_features
 from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, pick_device
+from asr.optim import NO_DECAY, exponential, param_groups, regroup_state, scaled_lr
+from asr.resume import batch_in_epoch_for_world, grad_accum_for_world, load_scaler_state, world_size
 from asr.runs import resume_folder, with_data_fingerprint
 from asr.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_state
 
@@ -80,11 +86,12 @@ def main(argv: list[str] | None = None) -> dict:
     settings, resumed = resolve_config(argv)
     check_limits(settings.train)
     torchaudio()  # a torchaudio that cannot load fails here, in one line, before anything is written
-    init_distributed()  # under torchrun: one process per device; only rank 0 prints, logs and saves
+    # under torchrun: one process per device; only rank 0 prints, logs and saves
+    init_distributed(settings.train.dist_timeout)
     config = settings.train
     run_dir = run_folder(config)
     print(json.dumps(settings.as_dict(), indent=2))
-    print(f"recipe: {recipe_name(config.dataset)} (defaults in asr/config.py RECIPES; any flag overrides them)")
+    print_recipe(config)
 
     seed_everything(config.seed)
     device = pick_device(config.device)
@@ -112,6 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
     state = TrainState()
     if resumed is not None:
         restore(resumed, model, optim, state, config)
+        saved_world = resumed["training"].get("world_size", 1)
+        state.batch_in_epoch = batch_in_epoch_for_world(state.batch_in_epoch, saved_world, world_size(),
+                                                        data.batches_in_epoch(state.epoch))  # fmt: skip
     log = TrainLog(run_dir / "tensorboard", config.tensorboard and is_main(), purge_step=state.step or None)
     log.config(settings.as_dict(), state.step)
     if data.dataset.augmenter is not None and state.step == 0:
@@ -164,7 +174,7 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
         config = TrainConfig(**(RECIPES[recipe_name(train.get("dataset", TrainConfig.dataset))] | train))
         config, model = architecture(config, train, arch)
         augment = replace(AUGMENT_PRESETS[config.augment], **aug)
-        return Settings(size_for_machine(config), model, augment), None
+        return Settings(batch_rule(size_for_machine(config, model), given_lr="lr" in train), model, augment), None
     state = load_checkpoint(train["resume"])
     if "train_config" not in state:
         raise ValueError(f"{train['resume']} holds no training state (it is an inference-only checkpoint)")
@@ -180,6 +190,10 @@ def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
         )
     runs_dir, run_name = resume_folder(train["resume"], train)  # never where the file's saved config points
     config = replace(saved, **train, runs_dir=runs_dir, run_name=run_name)
+    # another process count keeps the global batches of each update by changing grad_accum (asr/resume.py)
+    saved_world = state["training"].get("world_size", 1)
+    config = replace(config, grad_accum=grad_accum_for_world(train["resume"], saved_world, saved.grad_accum,
+                                                             world_size()))  # fmt: skip
     base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
     return Settings(size_for_machine(config), model, replace(base, **aug)), state
 
@@ -230,16 +244,41 @@ def tokenizer_flags(tokenizer: Tokenizer) -> tuple[str, int | None]:
     return tokenizer.kind, (len(tokenizer) - 1 if tokenizer.kind == "bpe" else None)
 
 
-def size_for_machine(config: TrainConfig) -> TrainConfig:
-    """Fill what a recipe leaves to the machine (None): batch_seconds for the device, one worker per spare core."""
+def batch_rule(config: TrainConfig, given_lr: bool) -> TrainConfig:
+    """--lr was tuned for a global batch of --lr_reference_batch seconds: another global batch (device-sized,
+    more processes, --grad_accum) scales it by sqrt(global / reference) (asr/optim.py), unless --lr was given."""
+    if given_lr or config.lr_reference_batch is None:
+        return config
+    lr = scaled_lr(config.lr, global_batch_seconds(config), config.lr_reference_batch)
+    if lr != config.lr:
+        print(f"lr {config.lr:g} is for a global batch of {config.lr_reference_batch:g} s; this run's is "
+              f"{global_batch_seconds(config):g} s, so lr = {config.lr:g} x sqrt({global_batch_seconds(config):g} / "
+              f"{config.lr_reference_batch:g}) = {lr:.3g} (give --lr to override)")  # fmt: skip
+    return replace(config, lr=lr)
+
+
+def print_recipe(config: TrainConfig) -> None:
+    """The recipe's values as this run uses them, each with where it comes from (asr/config.py RECIPE_SOURCES)."""
+    name = recipe_name(config.dataset)
+    print(f"recipe: {name} (defaults in asr/config.py RECIPES; any flag overrides them)")
+    for key, default in RECIPES[name].items():
+        value = getattr(config, key)
+        note = RECIPE_SOURCES[name].get(key, "")
+        shown = f"{value:.3g}" if isinstance(value, float) else f"{value}"
+        shown += "" if value == default or default is None else f" (recipe: {default})"
+        print(f"  {key} = {shown}  # {note}")
+
+
+def size_for_machine(config: TrainConfig, model: ModelConfig | None = None) -> TrainConfig:
+    """Fill what a recipe leaves to the machine (None or auto): batch_seconds for the device (asr/batching.py: on
+    CUDA the largest batch of `model` that fits), one worker per spare core."""
     batch_seconds, workers = config.batch_seconds, config.num_workers
-    if batch_seconds is None:
+    if batch_seconds is None or batch_seconds == "auto":
         device = pick_device(config.device)
-        if device.type == "cuda":
-            gib = torch.cuda.get_device_properties(device).total_memory / 2**30
-            batch_seconds = min(DEVICE_BATCH_SECONDS["cuda_max"], round(DEVICE_BATCH_SECONDS["cuda_per_gib"] * gib))
-        else:
-            batch_seconds = DEVICE_BATCH_SECONDS.get(device.type, DEVICE_BATCH_SECONDS["cpu"])
+        if device.type == "cuda":  # this process's GPU (torchrun's LOCAL_RANK); the group is not joined yet
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        arch = model or MODEL_PRESETS[config.model]
+        batch_seconds = auto_batch_seconds(arch, config.max_duration, device, config.amp)
     if workers is None:
         workers = spare_cpu_workers()
     return replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
@@ -403,16 +442,18 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
     # Any *_p > 0 augments, whatever the preset (--augment none --noise_p 1.0 adds noise).
     augmenter = make_augmenter(settings.augment)
-    dataset = SpeechDataset(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
+    pin = next(model.parameters()).is_cuda
+    on_device = pin if config.device_features is None else config.device_features  # asr/features.py
+    dataset_class, collate_fn = (WaveDataset, collate_waves) if on_device else (SpeechDataset, collate)
+    dataset = dataset_class(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     durations = [u.duration for u in train_utts]
     sampler = BucketBatchSampler(durations, config.batch_seconds, seed=config.seed, rank=rank, world=world)
     # Pinned host memory makes the copies to a GPU asynchronous. Workers are not persistent: each epoch's
     # workers copy the dataset with that epoch's number, which seeds its augmentations; starting them again
     # costs a second or so per epoch.
-    pin = next(model.parameters()).is_cuda
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers, pin_memory=pin
+        dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers, pin_memory=pin
     )
     val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers, pin)
     # The schedule length comes from the epoch count only (not --max_steps), so a run cut short
@@ -444,8 +485,12 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 def build_optimizer(config: TrainConfig, model: DeepSpeech2, steps_per_epoch: int) -> Optimization:
     total = config.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, config.warmup))
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)  # no decay on norms, biases
+    if config.schedule == "exponential":
+        factor = lambda s: exponential(s, total, config.warmup, steps_per_epoch, config.lr_decay)  # noqa: E731
+    else:
+        factor = lambda s: lr_factor(s, total, config.warmup)  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scaler = torch.amp.GradScaler("cuda", enabled=uses_amp(next(model.parameters()).device, config.amp))
     return Optimization(optimizer, scheduler, scaler)
 
@@ -458,27 +503,45 @@ def ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, batch: dict) ->
                batch["target_lengths"].to(device))  # fmt: skip
 
 
-def forward_backward(model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool) -> float:
+def model_config(model: torch.nn.Module) -> ModelConfig:
+    """The ModelConfig of a model or of the DDP wrapper around one."""
+    return getattr(model, "module", model).config
+
+
+def forward_backward(
+    model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool, last_in_window: bool = True
+) -> float:
     """Forward, CTC (mean per utterance) and backward of one batch, adding to the gradients already there.
-    Returns the loss; a non-finite loss returns nan and leaves the gradients untouched."""
-    features = batch["features"].to(device, non_blocking=True)  # (B, T, n_mels)
-    with autocast(device, amp):
-        log_probs, out_lengths = model(features, batch["feature_lengths"].to(device))  # (B, T', V), (B,)
-    loss = ctc_loss(log_probs, out_lengths, batch) / len(batch["ids"])
-    if not torch.isfinite(loss):
-        return math.nan  # a NaN/inf loss would poison the weights (and the window's good gradients)
-    optim.scaler.scale(loss).backward()
+    Returns the loss; a non-finite loss returns nan and leaves the gradients untouched. `model` may be the DDP
+    wrapper (asr/distributed.py): it reduces the gradients on the window's last batch only, and a batch whose loss
+    is non-finite on any process is skipped by all."""
+    if "samples" in batch:  # --device_features: waveforms (B, S) to featurise here, on the device
+        features = device_features(batch, device, model_config(model).n_mels)  # (B, T, n_mels)
+    else:
+        features = batch["features"].to(device, non_blocking=True)  # (B, T, n_mels)
+    with window_context(model, last_in_window):
+        with autocast(device, amp):
+            log_probs, out_lengths = model(features, batch["feature_lengths"].to(device))  # (B, T', V), (B,)
+        loss = ctc_loss(log_probs, out_lengths, batch) / len(batch["ids"])
+        if not agree_usable(bool(torch.isfinite(loss)), device):
+            return math.nan  # a NaN/inf loss would poison the weights (and the window's good gradients)
+        optim.scaler.scale(loss).backward()
     return loss.item()
 
 
-def apply_gradients(model: DeepSpeech2, optim: Optimization, batches: int, grad_clip: float) -> float | None:
+def apply_gradients(
+    model: DeepSpeech2, optim: Optimization, batches: int, grad_clip: float, reduced: bool = True
+) -> float | None:
     """One optimizer update from the gradients of `batches` accumulated batches (their mean), clipped; under DDP
-    the mean over every process's batches. Returns the gradient norm before clipping (non-finite, e.g. an fp16
-    overflow: no update), or None when no process had a usable batch (nothing happens)."""
-    batches = _sum_over_processes(model, batches)
+    the mean over every process's batches (every process used the same number: usable batches are agreed), which
+    DDP averaged during the last backward, or `reduce_by_hand` when the window's last batch was skipped
+    (`reduced` False). Returns the gradient norm before clipping (non-finite, e.g. an fp16 overflow: no update),
+    or None when the window had no usable batch (nothing happens)."""
     if batches == 0:
         optim.optimizer.zero_grad(set_to_none=True)
         return None
+    if not reduced:
+        reduce_by_hand(model)
     optim.scaler.unscale_(optim.optimizer)  # so the clipping threshold applies to true gradients
     if batches > 1:
         for p in model.parameters():
@@ -491,19 +554,6 @@ def apply_gradients(model: DeepSpeech2, optim: Optimization, batches: int, grad_
     optim.optimizer.zero_grad(set_to_none=True)
     optim.scheduler.step()
     return grad_norm
-
-
-def _sum_over_processes(model: DeepSpeech2, batches: int) -> int:
-    """DDP: add up every process's gradients and batch count (a no-op in a plain run)."""
-    if not dist.is_initialized():
-        return batches
-    count = torch.tensor([float(batches)], device=next(model.parameters()).device)
-    dist.all_reduce(count)
-    for p in model.parameters():
-        if p.grad is None:  # a process whose window had no usable batch still takes part
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
-    return int(count.item())
 
 
 def train_step(model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool) -> float:
@@ -553,6 +603,7 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
     stopped it."""
     model.train()
     freeze_for_epoch(model, config, state.epoch)
+    runner = replicate(model)  # under torchrun, the DDP wrapper over the parameters this epoch trains
     # Windows count batches read, usable or not, so that every DDP process closes them at the same batch.
     window, pending = 0, []  # batches read since the last update; losses of the usable ones
     seconds, tic, grad_norm = 0.0, time.perf_counter(), math.nan
@@ -566,14 +617,18 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
         for error in batch["errors"]:
             state.load_errors.append(error)
             tqdm.write(f"skipped unreadable file: {error}")
+        closes = window >= config.grad_accum or state.batch_in_epoch >= n_batches  # the last always closes it
+        loss = math.nan
         if batch["features"] is not None:
-            loss = forward_backward(model, optim, batch, device, amp)
+            loss = forward_backward(runner, optim, batch, device, amp, last_in_window=closes)
             state.skipped_steps += math.isnan(loss)
             pending += [] if math.isnan(loss) else [loss]
             seconds += float(batch["feature_lengths"].sum()) * 0.01  # 10 ms per feature frame
-        if window < config.grad_accum and state.batch_in_epoch < n_batches:
-            continue  # keep accumulating; an epoch's last batch always ends the window
-        grad_norm = apply_gradients(model, optim, len(pending), config.grad_clip)
+        else:
+            agree_usable(False, device)  # under DDP the other processes wait for this one's word on the batch
+        if not closes:
+            continue  # keep accumulating
+        grad_norm = apply_gradients(model, optim, len(pending), config.grad_clip, reduced=not math.isnan(loss))
         losses, window, pending = pending, 0, []
         if grad_norm is None:
             continue  # no usable batch in the window: no update
@@ -670,7 +725,8 @@ def evaluate_and_keep_best(model, tokenizer, data, state, config, device, amp, l
     """Rank 0 evaluates on the whole eval set (the other processes wait), logs, and keeps best.pt."""
     if is_main():
         result = evaluate(model, data.eval, tokenizer, config, device, amp, data.eval_loader)
-        log.eval(result, state.step, data.eval, data.dataset.featurize)
+        subset = f"val_first{config.eval_utterances}" if config.eval_utterances is not None else "val"
+        log.eval(result, state.step, data.eval, data.dataset.featurize, prefix=subset)  # a subset is labelled so
         tqdm.write(f"eval at step {state.step} (epoch {state.epoch}): {result.summary()}")
         state.load_errors += [e for e in result.errors if e not in state.load_errors]
         if state.record(result.scores.wer):
@@ -682,14 +738,17 @@ def evaluate_and_keep_best(model, tokenizer, data, state, config, device, amp, l
 # ---------------------------------------------------------------------------------------------- processes (DDP)
 
 
-def init_distributed() -> None:
+def init_distributed(timeout_minutes: float = 60.0) -> None:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK); nothing for a plain run.
-    Other ranks than 0 keep quiet: their stdout goes nowhere (errors still reach stderr)."""
+    Other ranks than 0 keep quiet: their stdout goes nowhere (errors still reach stderr). A collective waits up
+    to `timeout_minutes` (--dist_timeout) for every process: NCCL's default 10 minutes can run out while rank 0
+    alone evaluates on all of dev-clean and writes a checkpoint to a slow disk."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1 or dist.is_initialized():
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" below is this process's GPU
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     if not is_main():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
 
@@ -721,21 +780,28 @@ def checkpoint_dict(model, tokenizer, optim: Optimization, state: TrainState, se
         "optimizer": optim.optimizer.state_dict(),
         "scheduler": optim.scheduler.state_dict(),
         "scaler": optim.scaler.state_dict(),
-        "training": state.state_dict(),
+        "training": state.state_dict()
+        | {"world_size": world_size(), "global_batch_seconds": global_batch_seconds(settings.train)},
     }
+
+
+def global_batch_seconds(config: TrainConfig) -> float:
+    """Audio seconds behind one optimizer update, all processes together."""
+    return config.batch_seconds * world_size() * config.grad_accum
 
 
 def restore(saved: dict, model, optim: Optimization, state: TrainState, config: TrainConfig) -> None:
     """Load a checkpoint into the run; --lr and --weight_decay given with --resume take effect from here."""
     model.load_state_dict(saved["model"])
-    optim.optimizer.load_state_dict(saved["optimizer"])
+    optim.optimizer.load_state_dict(regroup_state(saved["optimizer"], model, optim.optimizer))
     optim.scheduler.load_state_dict(saved["scheduler"])
-    optim.scaler.load_state_dict(saved["scaler"])
+    load_scaler_state(optim.scaler, saved["scaler"])  # {} from a CPU or --no-amp run
     state.load_state_dict(saved["training"])
     optim.scheduler.base_lrs = [config.lr for _ in optim.optimizer.param_groups]
     factor = optim.scheduler.lr_lambdas[0](optim.scheduler.last_epoch)
     for group in optim.optimizer.param_groups:
-        group.update(initial_lr=config.lr, lr=config.lr * factor, weight_decay=config.weight_decay)
+        decay = config.weight_decay if group.get("name") != NO_DECAY else 0.0
+        group.update(initial_lr=config.lr, lr=config.lr * factor, weight_decay=decay)
     print(f"resumed from {config.resume}: epoch {state.epoch}, batch {state.batch_in_epoch}, step {state.step}")
 
 

@@ -249,7 +249,8 @@ def rng_states() -> dict:
         "python": random.getstate(),  # (version, tuple of 625 ints, gauss_next)
         "numpy": [name, keys.tolist(), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        # this process's GPU only: a run resumed on a machine with fewer (or no) GPUs must still load it
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
     }
 
 
@@ -259,5 +260,8 @@ def set_rng_states(states: dict) -> None:
     name, keys, pos, has_gauss, cached = states["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(states["torch"])
-    if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    cuda = states["cuda"]
+    if isinstance(cuda, list | tuple):  # written before December 2026: one state per visible GPU
+        cuda = cuda[0] if cuda else None  # rank 0 wrote it, from its own GPU: the first in the list
+    if cuda is not None and torch.cuda.is_available():  # a CPU run's checkpoint leaves the GPU's seed alone
+        torch.cuda.set_rng_state(cuda)

@@ -18,6 +18,11 @@ def _f(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
 
+def _seconds_or_auto(text: str) -> float | str:
+    """--batch_seconds: a number of seconds, or `auto` (sized for the device)."""
+    return text if text == "auto" else float(text)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """DeepSpeech2 architecture; travels inside every checkpoint. Each flag overrides one value of the --model
@@ -175,6 +180,17 @@ AUGMENT_PRESETS = {
         time_mask_width=20,
     ),
     "default": AugmentConfig(),
+    # LibriSpeech recipe: the default wave augmentations with SpecAugment's LD policy (Park et al. 2019,
+    # Table 1: 2 frequency masks F=27 of 80 channels, 2 time masks T=100 frames, p=1.0) for a 38M model
+    # without dropout; the default's masks (one of <= 12 channels, <= 5 of 20 frames) are far weaker.
+    "librispeech": AugmentConfig(
+        freq_masks=2,
+        freq_mask_frac=27 / 80,
+        time_masks_per_s=10.0,  # with time_masks_max: 2 masks on every utterance longer than 0.2 s
+        time_masks_max=2,
+        time_mask_width=100,
+        time_mask_frac=1.0,  # LD's p = 1.0: a mask may span the whole (short) utterance
+    ),
     "strong": AugmentConfig(
         shift_p=0.5,
         shift_max=1.0,
@@ -265,8 +281,10 @@ class TrainConfig:
     )
     batch_seconds: float | None = _f(
         20.0,
-        "audio seconds per batch (padding excluded), batches built by duration; the LibriSpeech recipe sizes it for"
-        " the device (DEVICE_BATCH_SECONDS)",
+        "audio seconds per batch (padding excluded), batches built by duration; auto: the largest that fits the"
+        " device, probed on CUDA keeping 15 percent of memory free, 60 on a CPU (asr/batching.py; the LibriSpeech"
+        " recipe's)",
+        parse=_seconds_or_auto,
     )
     grad_accum: int = _f(1, "batches whose gradients are summed before one optimizer step")
     max_duration: float = _f(20.0, "skip (and count) training utterances longer than this, in seconds")
@@ -274,6 +292,18 @@ class TrainConfig:
     warmup: float = _f(0.1, "fraction of all steps spent warming the learning rate up from lr/25")
     weight_decay: float = _f(1e-2, "AdamW weight decay")
     grad_clip: float = _f(5.0, "clip the global gradient norm to this value")
+    schedule: str = _f(
+        "onecycle",
+        "learning-rate schedule after the warmup: onecycle (cosine decay to lr/100 over --epochs) or exponential"
+        " (x --lr_decay after every epoch, as the DeepSpeech2 reimplementations)",
+        choices=["onecycle", "exponential"],
+    )
+    lr_decay: float = _f(0.93, "--schedule exponential: learning-rate factor per epoch")
+    lr_reference_batch: float | None = _f(
+        None,
+        "global batch (audio seconds per update, all processes) at which --lr was tuned; a run whose global batch"
+        " differs gets lr x sqrt(global / reference), unless --lr is given (the recipe sets it; None: off)",
+    )
     seed: int = _f(0, "seed for weights, batch order and augmentation")
     device: str = _f("auto", "cuda, mps, cpu, or auto (the first available in that order)")
     amp: bool = _f(
@@ -289,6 +319,16 @@ class TrainConfig:
         False,
         "let cuDNN time its algorithms for every new input shape and keep the fastest; pays only when shapes"
         " repeat, and batches bucketed by duration rarely do (about one new (batch, frames) shape per batch)",
+    )
+    dist_timeout: float = _f(
+        60.0,
+        "minutes a torchrun process waits for the others at a collective before the run is aborted (rank 0 alone"
+        " evaluates and writes checkpoints meanwhile; NCCL's default is 10)",
+    )
+    device_features: bool | None = _f(
+        None,
+        "compute log-mel features and SpecAugment inside the training step on the model's device; loader workers"
+        " only decode and augment waveforms (asr/features.py). Default: on with CUDA, off elsewhere",
     )
     num_workers: int | None = _f(
         0,
@@ -312,16 +352,43 @@ RECIPES: dict[str, dict] = {
     "folder": {},
     "librispeech": {
         "model": "base",  # the paper-like 38M-parameter model (5 bidirectional GRU layers of 800)
-        "augment": "default",  # aimed at test-other: noise, reverberation, speed, SpecAugment
-        "batch_seconds": None,  # DEVICE_BATCH_SECONDS
+        "augment": "librispeech",  # default wave augmentations + SpecAugment LD
+        "lr": 5e-4,
+        "schedule": "exponential",
+        "lr_decay": 0.93,
+        "warmup": 0.02,
+        "weight_decay": 1e-5,
+        "grad_clip": 5.0,
+        "lr_reference_batch": 800.0,
+        "batch_seconds": "auto",  # asr/batching.py: probed on CUDA
         "num_workers": None,  # one per spare CPU core, up to 8
-        "eval_every": 1,  # dev-clean after every epoch ...
-        "eval_utterances": 1000,  # ... on a fixed subset (the first 1000 by id, ~2 h of its 5.4 h)
+        "eval_every": 1,  # all of dev-clean after every epoch (--eval_utterances N: a subset, logged as such)
     },
 }
-# Audio seconds per batch for the base model when a recipe leaves batch_seconds to the device. An estimate,
-# not a measurement: 400 s (~32 LibriSpeech utterances) per 16 GiB of GPU memory at most; CPUs are slow anyway.
-DEVICE_BATCH_SECONDS = {"cuda_per_gib": 25.0, "cuda_max": 400.0, "mps": 100.0, "cpu": 60.0}
+# Where each LibriSpeech recipe value comes from (train.py prints them beside the values). PaddleSpeech =
+# PaddlePaddle/PaddleSpeech examples/librispeech/asr0/conf/deepspeech2.yaml (commit 2ad3a819, DS2 with 5
+# bidirectional LSTM layers, Adam, batch_size 64); deepspeech.pytorch = SeanNaren/deepspeech.pytorch
+# deepspeech_pytorch/configs/train_config.py (AdamW, batch_size 64).
+RECIPE_SOURCES: dict[str, dict[str, str]] = {
+    "folder": {},
+    "librispeech": {
+        "model": "DS2 paper (Amodei et al. 2016) sec. 3: 2 convolutions + bidirectional GRUs; 5 x 800 here",
+        "augment": "SpecAugment LD policy (Park et al. 2019, Table 1) on this project's default wave augmentations",
+        "lr": "PaddleSpeech lr 5.0e-4 (deepspeech.pytorch: 1.5e-4); AdamW as deepspeech.pytorch",
+        "schedule": "PaddleSpeech and deepspeech.pytorch: the LR decays by a factor after every epoch",
+        "lr_decay": "PaddleSpeech lr_decay 0.93 per epoch (deepspeech.pytorch: learning_anneal 0.99)",
+        "warmup": "this project: 2% of the steps from lr/25 (the DS2 configs have none; fp16 AMP's first steps)",
+        "weight_decay": "deepspeech.pytorch weight_decay 1e-5 with AdamW (PaddleSpeech: 1e-6); none on norms/biases",
+        "grad_clip": "PaddleSpeech global_grad_clip 5.0",
+        "lr_reference_batch": "PaddleSpeech batch_size 64 utterances x ~12.5 s mean LibriSpeech duration ~ 800 s",
+        "batch_seconds": "this machine: --batch_seconds auto (CUDA: probed, 15% memory headroom; CPU: 60 s)",
+        "num_workers": "this machine: one loader per spare CPU core, up to 8",
+        "eval_every": "this project: all of dev-clean (2703 utterances) after every epoch, as published dev WERs",
+    },
+}
+# --batch_seconds auto off CUDA (on CUDA it is probed, asr/batching.py): CPUs are compute-bound, so a bigger
+# batch buys nothing there.
+DEVICE_BATCH_SECONDS = {"mps": 100.0, "cpu": 60.0}
 
 
 @dataclass(frozen=True)
@@ -479,7 +546,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = T
                 f"--no_{f.name}", dest=f.name, action="store_false", default=no_default, help=argparse.SUPPRESS
             )
         else:
-            group.add_argument(*names, type=kind, metavar=None if "choices" in kw else f.name.upper(), **kw)
+            group.add_argument(
+                *names, type=f.metadata.get("parse", kind), metavar=None if "choices" in kw else f.name.upper(), **kw
+            )
 
 
 def from_args(cls: type, args: argparse.Namespace):

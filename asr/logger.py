@@ -75,23 +75,26 @@ class TrainLog:
         for name, value in scalars.items():
             self.writer.add_scalar(f"train/{name}", value, step)
 
-    def eval(self, result: EvalResult, step: int, utterances: list, featurize: Callable) -> None:
-        """val/* scalars, a predictions table, and audio + spectrogram of the first utterances."""
+    def eval(self, result: EvalResult, step: int, utterances: list, featurize: Callable, prefix: str = "val") -> None:
+        """<prefix>/* scalars (val: the whole eval set; a subset gets its own prefix, so its WER is never read as
+        the set's), a predictions table, and audio + spectrogram of the first utterances."""
         for name, value in (("loss", result.loss), ("wer", result.scores.wer), ("cer", result.scores.cer),
                             ("wer_utt_mean", result.scores.wer_utt_mean)):  # fmt: skip
-            self.writer.add_scalar(f"val/{name}", value, step)
+            self.writer.add_scalar(f"{prefix}/{name}", value, step)
         if result.beam_scores is not None:
-            self.writer.add_scalar("val/wer_beam", result.beam_scores.wer, step)
-            self.writer.add_scalar("val/wer_greedy_same_subset", result.greedy_on_beam_subset.wer, step)
+            self.writer.add_scalar(f"{prefix}/wer_beam", result.beam_scores.wer, step)
+            self.writer.add_scalar(f"{prefix}/wer_greedy_same_subset", result.greedy_on_beam_subset.wer, step)
         shown = sorted(result.greedy)[:LOGGED_UTTERANCES]
         rows = [(i, result.references[i], result.greedy[i]) for i in shown]
         table = predictions_table(rows, {"beam": [result.beam.get(i, "") for i in shown]})
-        self.writer.add_text("val/predictions", table, step)
+        self.writer.add_text(f"{prefix}/predictions", table, step)
         for utt in utterances[:LOGGED_UTTERANCES]:  # one tag per summary kind: TensorBoard files a tag under one tab
             audio = load_audio(utt.audio_path)
-            self.writer.add_audio(f"val/{utt.id}/audio", torch.from_numpy(audio)[None], step, SAMPLE_RATE)
+            self.writer.add_audio(f"{prefix}/{utt.id}/audio", torch.from_numpy(audio)[None], step, SAMPLE_RATE)
             db = mel_db(featurize, audio)
-            self.writer.add_image(f"val/{utt.id}/spectrogram", render_db(db, float(db.max())), step, dataformats="HWC")
+            self.writer.add_image(
+                f"{prefix}/{utt.id}/spectrogram", render_db(db, float(db.max())), step, dataformats="HWC"
+            )
 
     def augmentations(self, utterances: list, augment_config, seed: int, featurize: Callable) -> None:
         """Before/after panels: each augmentation alone on a few fixed training utterances."""

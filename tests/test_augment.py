@@ -171,7 +171,7 @@ def test_preview_writes_wav_and_png_for_every_augmentation(tmp_path):
 
 
 def test_presets_are_configs():
-    assert set(AUGMENT_PRESETS) == {"none", "light", "default", "strong"}
+    assert set(AUGMENT_PRESETS) == {"none", "light", "default", "librispeech", "strong"}
     assert AUGMENT_PRESETS["default"] == AugmentConfig()
 
 

@@ -124,11 +124,11 @@ def test_the_design_card_command_gets_the_librispeech_recipe(monkeypatch):
     settings, resumed = train.resolve_config(["--dataset", "train-clean-360", "--epochs", "50", "--device", "cpu"])
     config = settings.train
     assert resumed is None and config.dataset == "train-clean-360" and config.epochs == 50
-    assert settings.model == MODEL_PRESETS["base"] and settings.augment == AUGMENT_PRESETS["default"]
-    assert (config.model, config.augment, config.eval_every, config.eval_utterances) == ("base", "default", 1, 1000)
+    assert settings.model == MODEL_PRESETS["base"] and settings.augment == AUGMENT_PRESETS["librispeech"]
+    assert (config.model, config.augment, config.eval_every, config.eval_utterances) == ("base", "librispeech", 1, None)
     assert config.batch_seconds == 60.0 and config.num_workers == 3  # sized for a 4-core CPU machine
     given, _ = train.resolve_config(["--dataset", "train-clean-100+/my/data", "--model", "small", "--num_workers", "0"])
-    assert (given.train.model, given.train.augment, given.train.num_workers) == ("small", "default", 0)  # flags win
+    assert (given.train.model, given.train.augment, given.train.num_workers) == ("small", "librispeech", 0)  # flags win
 
 
 def test_no_flags_stay_the_example_overfitting_check():
@@ -161,7 +161,10 @@ def test_last_pt_of_a_cut_run_carries_its_best_wer_and_resume_changes_lr(tmp_pat
     saved = torch.load(last, weights_only=True)
     group = saved["optimizer"]["param_groups"][0]
     total = saved["scheduler"]["last_epoch"]
-    assert saved["scheduler"]["base_lrs"] == [1e-3] and group["initial_lr"] == 1e-3 and group["weight_decay"] == 0.05
+    assert (
+        saved["scheduler"]["base_lrs"] == [1e-3, 1e-3] and group["initial_lr"] == 1e-3 and group["weight_decay"] == 0.05
+    )
+    assert saved["optimizer"]["param_groups"][1]["weight_decay"] == 0.0  # norms and biases stay undecayed
     durations = [u.duration for u in load_dataset(str(tiny_set), "unused", DataReport())]
     per_epoch = len(BucketBatchSampler(durations, 3.0, seed=0).batches(1))
     assert total == 3 and group["lr"] == pytest.approx(1e-3 * train.lr_factor(3, 2 * per_epoch, 0.1), rel=1e-12)
