@@ -1,12 +1,8 @@
 """benchmarks/gpu_check.py runs end to end on a CPU with the tiny model (the GPU run is the same code)."""
 
-import sys
-from pathlib import Path
+import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import gpu_check  # noqa: E402
-import pytest  # noqa: E402
+from benchmarks import gpu_check
 
 
 @pytest.mark.slow  # ~10 s alone on 2 cores
