@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from asr.audio import TorchaudioError, torchaudio
+from asr.audio import STATS_UTTERANCES, TorchaudioError, feature_stats, torchaudio
 from asr.augment import Augmenter
 from asr.bpe import BpeTokenizer, train_bpe
 from asr.checkpoint import (
@@ -66,7 +66,8 @@ from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
-from asr.model import DeepSpeech2, count_parameters, pick_device
+from asr.model import DeepSpeech2, count_parameters, feature_extractor, pick_device
+from asr.stream import latency_summary
 from asr.text import CharTokenizer, Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = model.to(device)
     origin = f"from {config.init_from}" if config.init_from else config.model
     print(f"model ({origin}): {count_parameters(model) / 1e6:.2f}M parameters, {settings.model}, device {device}")
+    if not settings.model.bidirectional:
+        print(latency_summary(settings.model))  # what streaming it (asr/stream.py) will cost in latency
     data = build_data(settings, tokenizer, model, sets)
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_main():
@@ -261,7 +264,12 @@ def build_model(
         return model_from_checkpoint(source)
     tokenizer = CharTokenizer() if config.tokenizer == "char" else bpe_tokenizer(config, train_utts, run_dir)
     assert len(tokenizer) == settings.model.vocab_size, (len(tokenizer), settings.model.vocab_size)
-    return DeepSpeech2(settings.model), tokenizer
+    model = DeepSpeech2(settings.model)
+    if settings.model.features == "global":  # causal features: training-set statistics, saved with the weights
+        mean, std, frames = feature_stats([u.audio_path for u in train_utts], settings.model.n_mels)
+        model.feature_mean.copy_(mean), model.feature_std.copy_(std)
+        print(f"feature statistics (global): {frames} frames of up to {STATS_UTTERANCES} training recordings")
+    return model, tokenizer
 
 
 def bpe_tokenizer(config: TrainConfig, train_utts: list[Utterance], run_dir: Path) -> BpeTokenizer:
@@ -400,7 +408,9 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
                  f"{config.eval_utterances}); give --eval_dataset a set with transcriptions/")  # fmt: skip
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
     augmenter = Augmenter(settings.augment) if config.augment != "none" else None
-    dataset = SpeechDataset(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
+    featurize = feature_extractor(model)
+    dataset = SpeechDataset(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed,
+                            featurize=featurize)  # fmt: skip
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     durations = [u.duration for u in train_utts]
     sampler = BucketBatchSampler(durations, config.batch_seconds, seed=config.seed, rank=rank, world=world)
@@ -411,7 +421,8 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers, pin_memory=pin
     )
-    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers, pin)
+    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers, pin,
+                      featurize)  # fmt: skip
     # The schedule length comes from the epoch count only (not --max_steps), so a run cut short
     # and resumed follows the same learning-rate curve as an uninterrupted one.
     steps = math.ceil(len(sampler.rank_batches(1)) / config.grad_accum)

@@ -22,7 +22,7 @@ from asr.config import DecodeConfig, InferenceConfig
 from asr.data import BucketBatchSampler, SpeechDataset, Utterance, collate
 from asr.decode import beam_options, decode_batch, greedy_decode
 from asr.lm import NGramLM, load_lm
-from asr.model import DeepSpeech2, pick_device
+from asr.model import DeepSpeech2, feature_extractor, pick_device
 from asr.text import Tokenizer, collapse_ctc
 
 DECODERS = tuple(next(f for f in dataclasses.fields(DecodeConfig) if f.name == "decoder").metadata["choices"])
@@ -113,10 +113,12 @@ def eval_loader(
     batch_seconds: float,
     num_workers: int = 0,
     pin_memory: bool = False,
+    featurize: LogMel | None = None,
 ) -> torch.utils.data.DataLoader:
     """Deterministic, unaugmented batches of `utterances`, shortest first, loaded by `num_workers` processes
-    (0: in this one); pin_memory for a CUDA model."""
-    dataset = SpeechDataset(utterances, tokenizer, n_mels)
+    (0: in this one); pin_memory for a CUDA model; featurize: the model's `asr.model.feature_extractor` (default:
+    per-utterance log-mel)."""
+    dataset = SpeechDataset(utterances, tokenizer, n_mels, featurize=featurize)
     sampler = BucketBatchSampler([u.duration for u in utterances], batch_seconds, sortagrad=True)
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, pin_memory=pin_memory
@@ -193,7 +195,7 @@ def _samples(audio: str | Path | np.ndarray) -> np.ndarray:
 def _log_probs(model: Recognizer, samples: np.ndarray) -> np.ndarray:
     """(samples,) 16 kHz audio -> (T', V) log-probabilities, computed as `batch_log_probs` computes a batch of one."""
     model.network.eval()
-    features = LogMel(model.network.config.n_mels)(torch.from_numpy(samples))  # (T, n_mels)
+    features = feature_extractor(model.network)(torch.from_numpy(samples))  # (T, n_mels)
     with autocast(model.device, model.amp):
         log_probs, lengths = model.network(features[None].to(model.device), torch.tensor([len(features)]))  # (1, T', V)
     return log_probs[0, : lengths[0]].float().cpu().numpy()
