@@ -3,6 +3,7 @@ checkpoint, a streaming model that trains and resumes like the others, bidirecti
 
 import dataclasses
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from conftest import LIBRISPEECH_FIXTURES, SHORTEST
 import inference
 import train
 from asr.audio import feature_stats, load_audio
-from asr.checkpoint import load_checkpoint, model_from_checkpoint
+from asr.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
 from asr.config import MODEL_PRESETS, DecodeConfig, ModelConfig
 from asr.infer import Recognizer, decode_labellings
 from asr.lm import load_lm
@@ -254,3 +255,24 @@ def test_bad_input_to_a_stream_is_refused(speech):
     stream.finish()
     with pytest.raises(StreamError, match="accept\\(\\) after finish\\(\\)"):
         stream.accept(speech[:10])
+
+
+def test_the_streaming_example_runs(tmp_path, monkeypatch, capsys):
+    """docs/streaming.md's Python example (the README's "Streaming" section), with an untrained streaming model."""
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "docs/streaming.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    save_checkpoint(tmp_path / "runs/stream/best.pt", model_state(random_stream_model().network, CHARS))
+    (tmp_path / "data/example/audio").mkdir(parents=True)
+    shutil.copy(repo / "data/example/audio/en-gb+Andy-000034.flac", tmp_path / "data/example/audio")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "docs/streaming.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    model = asr_model(tmp_path / "runs/stream/best.pt")
+    samples = load_audio(tmp_path / "data/example/audio/en-gb+Andy-000034.flac")
+    chunks = -(-len(samples) // 5120)
+    assert [line[:8] for line in printed[:2]] == [" 0.32 s ", " 0.64 s "] and len(printed) > chunks
+    final = Stream(model, decoder="beam", beam_size=8)
+    feed(final, samples, [len(samples)])
+    words = [line.split("  ", 1)[1] for line in printed[chunks:]]
+    assert " ".join(words) == final.text  # one line per word of the final text
