@@ -92,7 +92,7 @@ def latency_summary(config: ModelConfig, chunk_ms: float = 320.0) -> str:
 class Stream:
     """Chunk-by-chunk recognition with a streaming model (see the module docstring).
 
-    model: from `asr.load_model` (a streaming checkpoint: `python train.py --model stream`).
+    model: from `asr.load_model(path, device="cpu")` (a streaming checkpoint: `python train.py --model stream`).
     decoder, beam_size, lm, alpha, beta: as `asr.transcribe`; config: a full DecodeConfig instead (its decoder,
     beam and LM weights and pruning options; the LM still comes from `lm`).
     """
@@ -101,16 +101,18 @@ class Stream:
         self,
         model: Recognizer,
         decoder: str = DecodeConfig.decoder,
-        lm: str | NGramLM | None = None,
+        lm: str | Path | NGramLM | None = None,
         beam_size: int = DecodeConfig.beam_size,
         alpha: float = DecodeConfig.alpha,
         beta: float = DecodeConfig.beta,
         config: DecodeConfig | None = None,
     ) -> None:
         check_streamable(model.network.config, str(model.checkpoint))
+        if model.device.type != "cpu":
+            raise StreamError(f"{model.checkpoint}: a Stream runs on the CPU — load it with device='cpu'")
         config = config or DecodeConfig(decoder=decoder, beam_size=beam_size, alpha=alpha, beta=beta)
         _check_decoder(config.decoder, lm)
-        if isinstance(lm, str):
+        if isinstance(lm, (str, Path)):
             lm = load_lm(lm)
         self.model, self.config, self.tokenizer = model, config, model.tokenizer
         self._encoder = _StreamEncoder(model.network.eval())
