@@ -176,7 +176,7 @@ def test_inference_stream_writes_the_streams_finals_and_timings(tmp_path, tiny_s
                     "--verbose", "--decoder", "beam", "--beam_size", "4", "--out", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
     assert (
-        "algorithmic latency at 160 ms chunks: STFT 16 + convolutions 40 + lookahead 40 + chunk 160 = 256 ms" in printed
+        "algorithmic latency at 160 ms chunks: STFT 16 + convolutions 60 + lookahead 40 + chunk 160 = 276 ms" in printed
     )
     assert (
         f"{SHORTEST[0]}: RTF " in printed and "final " in printed and "stream summary (4 utterances, beam)" in printed
