@@ -5,6 +5,7 @@
     python inference.py --data_dir X --checkpoint C --save_logits logits/X      # keep the model outputs
     python inference.py --logits logits/X --decoder beam --beam_size 64        # decode again, no model
     python inference.py --logits logits/X --lm lm.arpa --grid_alphas 0.3,0.5,0.8 --grid_betas 0,1,2
+    python inference.py --data_dir X --checkpoint runs/stream/best.pt --stream --chunk_ms 320 --verbose
 
 Writes `<out>/<UtteranceID>.txt` (one line of normalised text) for every audio
 file, with --timestamps also `<out>/<UtteranceID>.json` (each word with its start
@@ -42,8 +43,9 @@ from asr.infer import batch_log_probs, decode_labellings, eval_loader, load_mode
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
-from asr.model import frame_rate
+from asr.model import feature_extractor, frame_rate
 from asr.predictions import clear_previous, write_text
+from asr.stream import stream_files
 from asr.tokenizers import Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.json"  # written beside saved log-probs so they can be decoded without the checkpoint
@@ -66,7 +68,8 @@ def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, 
     if workers is None:  # a GPU waits for audio unless workers load it; on a CPU they would take the model's cores
         workers = spare_cpu_workers() if model.device.type == "cuda" else 0
     loader = eval_loader(utterances, model.tokenizer, model.network.config.n_mels, config.batch_seconds, workers,
-                         pin_memory=model.device.type == "cuda")  # fmt: skip
+                         pin_memory=model.device.type == "cuda",
+                         featurize=feature_extractor(model.network))  # fmt: skip
     log_probs: dict[str, np.ndarray] = {}
     with tqdm(total=len(utterances), desc="acoustic model", unit="utt", disable=None) as bar:
         for batch, lp, lengths in batch_log_probs(model.network, loader, model.device, model.amp):
@@ -239,8 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     if config.checkpoint is None and not config.logits and not config.onnx:
         config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so below
     report = DataReport()
+    streamed = None  # --stream: {id: (text, labelling)} as each stream finished
     if config.logits:
         log_probs, references, tokenizer, rate = load_logits(Path(config.logits), report)
+    elif config.stream:
+        log_probs, references, tokenizer, rate, streamed = stream_files(config, decode_config, lm, report)
     else:
         log_probs, references, tokenizer, rate = run_model(config, report)
     if config.save_logits:
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"data report:\n{report.summary()}", file=sys.stderr)
         raise ASRError(f"no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
     ids = sorted(log_probs)
-    labellings = dict(
+    labellings = streamed or dict(
         zip(ids, decode_labellings([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
     )
     predictions = {utt_id: text for utt_id, (text, _) in labellings.items()}

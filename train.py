@@ -27,7 +27,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from asr.atomic import atomic_write_bytes
-from asr.audio import torchaudio
+from asr.audio import STATS_UTTERANCES, feature_stats, torchaudio
 from asr.augment import make_augmenter
 from asr.batching import auto_batch_seconds
 from asr.bpe import BpeTokenizer, train_bpe
@@ -72,10 +72,11 @@ from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
 from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
-from asr.model import DeepSpeech2, count_parameters, pick_device
+from asr.model import DeepSpeech2, count_parameters, feature_extractor, pick_device
 from asr.optim import NO_DECAY, exponential, param_groups, regroup_state, scaled_lr
 from asr.resume import batch_in_epoch_for_world, grad_accum_for_world, load_scaler_state, world_size
 from asr.runs import resume_folder, with_data_fingerprint
+from asr.stream import latency_summary
 from asr.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_state
 
 TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = model.to(device)
     origin = f"from {config.init_from}" if config.init_from else config.model
     print(f"model ({origin}): {count_parameters(model) / 1e6:.2f}M parameters, {settings.model}, device {device}")
+    if not settings.model.bidirectional:
+        print(latency_summary(settings.model))  # what streaming it (asr/stream.py) will cost in latency
     data = build_data(settings, tokenizer, model, sets)
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_main():
@@ -306,7 +309,12 @@ def build_model(
         return model_from_checkpoint(source)
     tokenizer = CharTokenizer() if config.tokenizer == "char" else bpe_tokenizer(config, train_utts, run_dir)
     assert len(tokenizer) == settings.model.vocab_size, (len(tokenizer), settings.model.vocab_size)
-    return DeepSpeech2(settings.model), tokenizer
+    model = DeepSpeech2(settings.model)
+    if settings.model.features == "global":  # causal features: training-set statistics, saved with the weights
+        mean, std, frames = feature_stats([u.audio_path for u in train_utts], settings.model.n_mels)
+        model.feature_mean.copy_(mean), model.feature_std.copy_(std)
+        print(f"feature statistics (global): {frames} frames of up to {STATS_UTTERANCES} training recordings")
+    return model, tokenizer
 
 
 def bpe_tokenizer(config: TrainConfig, train_utts: list[Utterance], run_dir: Path) -> BpeTokenizer:
@@ -442,10 +450,18 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
     # Augmentation draws from default_rng([seed, epoch, index]): resumed runs see the same augmented audio.
     # Any *_p > 0 augments, whatever the preset (--augment none --noise_p 1.0 adds noise).
     augmenter = make_augmenter(settings.augment)
+    featurize = feature_extractor(model)  # per-utterance normalisation, or a streaming model's global statistics
     pin = next(model.parameters()).is_cuda
-    on_device = pin if config.device_features is None else config.device_features  # asr/features.py
+    # Features on the device (asr/features.py) normalise per utterance: a model with global statistics keeps the
+    # loader path.
+    if config.device_features and featurize.stats is not None:
+        raise ASRError("--device_features: a model with global feature statistics (--model stream) computes its "
+                       "features in the loader — drop the flag")  # fmt: skip
+    on_device = (pin if config.device_features is None else config.device_features) and featurize.stats is None
     dataset_class, collate_fn = (WaveDataset, collate_waves) if on_device else (SpeechDataset, collate)
-    dataset = dataset_class(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed)
+    extra = {} if on_device else {"featurize": featurize}
+    dataset = dataset_class(train_utts, tokenizer, settings.model.n_mels, augmenter=augmenter, seed=config.seed,
+                            **extra)  # fmt: skip
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     durations = [u.duration for u in train_utts]
     sampler = BucketBatchSampler(durations, config.batch_seconds, seed=config.seed, rank=rank, world=world)
@@ -455,7 +471,8 @@ def build_data(settings: Settings, tokenizer: Tokenizer, model: DeepSpeech2, set
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers, pin_memory=pin
     )
-    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers, pin)
+    val = eval_loader(eval_utts, tokenizer, settings.model.n_mels, config.batch_seconds, config.num_workers, pin,
+                      featurize)  # fmt: skip
     # The schedule length comes from the epoch count only (not --max_steps), so a run cut short
     # and resumed follows the same learning-rate curve as an uninterrupted one.
     steps = math.ceil(len(sampler.rank_batches(1)) / config.grad_accum)

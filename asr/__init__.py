@@ -26,17 +26,18 @@ without importing torch (asr.onnx_runtime; asr.export writes and verifies the fi
 import importlib
 from typing import TYPE_CHECKING
 
-__all__ = ["Recognizer", "load_audio", "load_lm", "load_model", "transcribe"]
+__all__ = ["Recognizer", "Stream", "load_audio", "load_lm", "load_model", "transcribe"]
 
 # Imported on first use, so that `import asr.text` stays light and `python -m asr.lm` does not find asr.lm
 # already imported by this package (runpy would then run a second copy of it).
 _HOMES = {"Recognizer": "asr.infer", "load_model": "asr.infer", "transcribe": "asr.infer",
-          "load_audio": "asr.audio", "load_lm": "asr.lm"}  # fmt: skip
+          "load_audio": "asr.audio", "load_lm": "asr.lm", "Stream": "asr.stream"}  # fmt: skip
 
 if TYPE_CHECKING:
     from asr.audio import load_audio
     from asr.infer import Recognizer, load_model, transcribe
     from asr.lm import load_lm
+    from asr.stream import Stream
 
 
 def __getattr__(name: str) -> object:

@@ -6,7 +6,9 @@ utterance: each mel channel gets zero mean and unit variance over the frames of
 that utterance. Per-utterance normalisation removes recording gain and channel
 colouring (a quiet microphone, a telephone line) without a dataset statistics
 file that would have to travel with the model, and it behaves the same at
-training and inference time.
+training and inference time. It needs the whole utterance, so a streaming model
+(ModelConfig.features="global") uses fixed training-set statistics instead
+(`feature_stats`), which it carries in its checkpoint.
 """
 
 from __future__ import annotations
@@ -124,11 +126,17 @@ def num_frames(num_samples: int) -> int:
 
 
 class LogMel:
-    """(samples,) waveform tensor -> (frames, n_mels) normalised log-mel features; `log_mel` is its numpy twin.
+    """(samples,) waveform tensor -> (frames, n_mels) normalised log-mel features: each utterance by its own mean
+    and variance, or, given `mean` and `std` (n_mels,), by those (global statistics: every frame on its own).
+    center=False: no zero padding at the edges (asr/stream.py pads a stream itself). `log_mel` is the numpy twin
+    of the per-utterance case. A plain callable rather than a torch.nn.Module, so that importing this module does
+    not import torch."""
 
-    A plain callable rather than a torch.nn.Module, so that importing this module does not import torch."""
-
-    def __init__(self, n_mels: int = 80) -> None:
+    def __init__(
+        self, n_mels: int = 80, mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+        center: bool = True,
+    ) -> None:  # fmt: skip
+        self.stats = None if mean is None else (mean.float()[:, None], std.float()[:, None])  # (n_mels, 1) each
         self.mel = torchaudio().transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE,
             n_fft=N_FFT,
@@ -138,6 +146,7 @@ class LogMel:
             f_max=F_MAX,
             n_mels=n_mels,
             power=2.0,
+            center=center,
             pad_mode="constant",  # zero padding at the edges works for clips shorter than a window
         )
         empty = (self.mel.mel_scale.fb.sum(dim=0) == 0).sum().item()
@@ -145,14 +154,51 @@ class LogMel:
             raise ValueError(f"{empty} of {n_mels} mel filters are empty between {F_MIN} and {F_MAX} Hz; lower n_mels")
 
     def __call__(self, audio: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        with torch.no_grad():
-            mel = self.mel(audio)  # (n_mels, frames)
-        logmel = torch.log(mel + LOG_FLOOR)
+        logmel = self.log_mel(audio)  # (n_mels, frames)
+        if self.stats is not None:
+            mean, std = self.stats
+            return ((logmel - mean) / std).T.contiguous()  # (frames, n_mels)
         mean = logmel.mean(dim=1, keepdim=True)
         std = logmel.std(dim=1, keepdim=True, unbiased=False)
         return ((logmel - mean) / (std + 1e-5)).T.contiguous()  # (frames, n_mels)
+
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """(samples,) -> (n_mels, frames) log-mel energies, not normalised."""
+        import torch
+
+        with torch.no_grad():
+            return torch.log(self.mel(audio) + LOG_FLOOR)
+
+
+STATS_UTTERANCES = 1000  # global feature statistics are estimated on at most this many training recordings
+STD_FLOOR = 1e-3  # a mel channel with (almost) no variance is divided by this, not by ~0
+
+
+def feature_stats(paths: list[Path], n_mels: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Global log-mel statistics for a streaming model: (mean, std, frames counted), (n_mels,) each.
+
+    From at most STATS_UTTERANCES recordings spread evenly over `paths` taken in sorted order (deterministic), as
+    they are on disk (no augmentation). Unreadable files are skipped; none readable raises AudioError."""
+    paths = sorted(paths)
+    step = max(1, len(paths) / STATS_UTTERANCES)
+    chosen = [paths[int(i * step)] for i in range(min(len(paths), STATS_UTTERANCES))]
+    import torch
+
+    featurize = LogMel(n_mels)
+    total, squares, frames = torch.zeros(n_mels, dtype=torch.float64), torch.zeros(n_mels, dtype=torch.float64), 0
+    for path in chosen:
+        try:
+            logmel = featurize.log_mel(torch.from_numpy(load_audio(path))).double()  # (n_mels, frames)
+        except AudioError:
+            continue
+        total += logmel.sum(dim=1)
+        squares += (logmel**2).sum(dim=1)
+        frames += logmel.shape[1]
+    if frames == 0:
+        raise AudioError(f"{paths[0] if paths else 'training set'}: no readable audio to estimate feature statistics")
+    mean = total / frames
+    std = (squares / frames - mean**2).clamp(min=0).sqrt().clamp(min=STD_FLOOR)
+    return mean.float(), std.float(), frames
 
 
 def log_mel(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:

@@ -39,15 +39,39 @@ class ModelConfig:
         " characters; BPE pieces are fewer per second and tolerate 4)",
         choices=[2, 3, 4],
     )
+    bidirectional: bool = _f(True, "bidirectional recurrent layers (--no-bidirectional: forward only, streamable)")
+    lookahead: int = _f(
+        0, "lookahead (row) convolution after the recurrent stack over this many future output frames (0: none)"
+    )
+    conv_future: int = _f(
+        5, "future frames each convolution's 11-frame kernel sees along time (5: centred; 0-10; fewer: less latency)"
+    )
+    features: str = _f(
+        "utterance",
+        "log-mel normalisation: utterance (each utterance's own mean/variance: needs all of it) or global"
+        " (training-set mean/variance estimated at the start of training, stored in the checkpoint: streamable)",
+        choices=["utterance", "global"],
+    )
     vocab_size: int = _f(29, "output tokens including the CTC blank (set from the tokenizer)", flag=False)
 
 
 # Named presets. tiny: unit tests (seconds); small: CPU demos and the example set;
-# base: GPU LibriSpeech training, ~38M parameters, close to the paper's 5-layer GRU.
+# base: GPU LibriSpeech training, ~38M parameters, close to the paper's 5-layer GRU; stream: see below.
 MODEL_PRESETS = {
     "tiny": ModelConfig(n_mels=40, conv_channels=8, rnn_layers=1, rnn_hidden=64),
     "small": ModelConfig(conv_channels=32, rnn_layers=3, rnn_hidden=256),
     "base": ModelConfig(conv_channels=32, rnn_layers=5, rnn_hidden=800),
+    # stream: small's size (3.22M parameters each) made streamable (asr/stream.py): forward-only GRUs, a lookahead
+    # over 4 output frames (80 ms), convolutions that see 2 frames ahead (60 ms in all), global feature statistics
+    "stream": ModelConfig(
+        conv_channels=32,
+        rnn_layers=3,
+        rnn_hidden=384,
+        bidirectional=False,
+        lookahead=4,
+        conv_future=2,
+        features="global",
+    ),  # fmt: skip
 }
 
 
@@ -416,6 +440,13 @@ class InferenceConfig:
     amp: bool = _f(
         True, "fp16 autocast on CUDA, the precision train.py evaluates in (--no-amp: fp32); no effect on a CPU"
     )
+    stream: bool = _f(
+        False,
+        "transcribe each file as a stream (asr/stream.py; a streaming checkpoint, on the CPU): fed --chunk_ms at a"
+        " time as if live, without waiting; prints real-time factor, compute per chunk and the final's latency",
+    )
+    chunk_ms: float = _f(320.0, "--stream: audio per chunk, in ms")
+    verbose: bool = _f(False, "--stream: print the partial text after every chunk")
     num_workers: int | None = _f(
         None,
         "DataLoader worker processes that load and featurise audio while the model runs; default: with a CUDA"

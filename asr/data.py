@@ -316,10 +316,11 @@ class SpeechDataset(torch.utils.data.Dataset):
         n_mels: int,
         augmenter: "Augmenter | None" = None,
         seed: int = 0,
+        featurize: LogMel | None = None,  # default: LogMel(n_mels); a streaming model's: asr.model.feature_extractor
     ) -> None:
         self.utterances = utterances
         self.tokenizer = tokenizer
-        self.featurize = LogMel(n_mels)
+        self.featurize = featurize if featurize is not None else LogMel(n_mels)
         self.augmenter = augmenter
         self.seed = seed
         self.epoch = 0

@@ -193,6 +193,9 @@ def export_verified(network: DeepSpeech2, tokenizer: Tokenizer, checkpoint: Path
     when asked (WER/CER printed), and only then write `out`; a failed check raises ExportError and writes nothing."""
     from asr.infer import Recognizer, _log_probs
 
+    if network.config.features != "utterance":  # the runtime's numpy front end normalises per utterance
+        raise ExportError(f"{checkpoint}: a model with features={network.config.features!r} (a streaming model) "
+                          "cannot be exported yet — export an offline model (features='utterance')")  # fmt: skip
     files = audio_files(data_dir)
     fp32, int8 = temporary_path(out, "fp32"), temporary_path(out, "int8")
     try:

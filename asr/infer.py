@@ -125,14 +125,16 @@ def eval_loader(
     batch_seconds: float,
     num_workers: int = 0,
     pin_memory: bool = False,
+    featurize: LogMel | None = None,
 ) -> "torch.utils.data.DataLoader":
     """Deterministic, unaugmented batches of `utterances`, shortest first, loaded by `num_workers` processes
-    (0: in this one); pin_memory for a CUDA model."""
+    (0: in this one); pin_memory for a CUDA model; featurize: the model's `asr.model.feature_extractor` (default:
+    per-utterance log-mel)."""
     import torch
 
     from asr.data import BucketBatchSampler, SpeechDataset, collate
 
-    dataset = SpeechDataset(utterances, tokenizer, n_mels)
+    dataset = SpeechDataset(utterances, tokenizer, n_mels, featurize=featurize)
     sampler = BucketBatchSampler([u.duration for u in utterances], batch_seconds, sortagrad=True)
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, pin_memory=pin_memory
@@ -215,7 +217,9 @@ def _log_probs(model: Recognizer | OnnxRecognizer, samples: np.ndarray) -> np.nd
     import torch
 
     model.network.eval()
-    features = LogMel(model.network.config.n_mels)(torch.from_numpy(samples))  # (T, n_mels)
+    from asr.model import feature_extractor
+
+    features = feature_extractor(model.network)(torch.from_numpy(samples))  # (T, n_mels)
     with torch.inference_mode(), autocast(model.device, model.amp):
         log_probs, lengths = model.network(features[None].to(model.device), torch.tensor([len(features)]))  # (1, T', V)
     return log_probs[0, : lengths[0]].float().cpu().numpy()

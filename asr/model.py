@@ -12,14 +12,22 @@ the default 2, 10 ms feature frames become 20 ms output frames, 50 per second,
 comfortably above the ~15 characters per second of fast speech that a character
 CTC model must fit; BPE pieces are fewer per second and tolerate a stride of 4
 (25 frames per second, and a cheaper recurrent stack).
+
+Streaming variant (the `stream` preset; paper §3.5, §7): forward-only recurrent layers
+(`ForwardRNN`), a lookahead convolution over `lookahead` future output frames after
+them (`Lookahead`), convolutions whose kernels see only `conv_future` frames ahead
+(explicit `TimePad`), and features normalised with training-set statistics the model
+carries as buffers (`feature_extractor`). Its future context is bounded
+(`right_context_ms`), so asr/stream.py can run it chunk by chunk with the same result.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from asr.audio import HOP_LENGTH, SAMPLE_RATE
+from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel
 from asr.config import ModelConfig
 
 CLIP = 20.0  # clipped ReLU ceiling from the paper: min(max(x, 0), 20)
@@ -33,6 +41,26 @@ def conv1(time_stride: int) -> tuple:
     """CONV1 with the given time stride."""
     (kernel, (freq_stride, _), padding) = CONV1
     return kernel, (freq_stride, time_stride), padding
+
+
+def conv_time_pads(config: ModelConfig) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(past, future) zero frames padded along time before each convolution: the 11-frame kernels see
+    `conv_future` frames ahead and the rest behind (5, 5: centred, the offline presets)."""
+    if not 0 <= config.conv_future <= 10:
+        raise ValueError(f"conv_future {config.conv_future}: must be 0-10 (frames an 11-frame kernel sees ahead)")
+    return tuple((spec[0][1] - 1 - config.conv_future, config.conv_future) for spec in (CONV1, CONV2))
+
+
+def right_context_ms(config: ModelConfig) -> float:
+    """How far ahead of a moment the model must hear before its output frame for that moment is final, in ms:
+    the STFT window's second half, the convolutions' future frames and the lookahead. A stream's algorithmic
+    latency is this plus its chunk (asr.stream.algorithmic_latency_ms); unbounded for a bidirectional model."""
+    if config.bidirectional:
+        return float("inf")
+    (_, future1), (_, future2) = conv_time_pads(config)
+    hop_ms = 1000 * HOP_LENGTH / SAMPLE_RATE  # 10 ms per feature frame
+    feature_frames = future1 + config.time_stride * (future2 + config.lookahead)  # conv2 and lookahead run strided
+    return 1000 * (N_FFT // 2) / SAMPLE_RATE + hop_ms * feature_frames
 
 
 def frame_rate(config: ModelConfig) -> float:
@@ -139,6 +167,45 @@ def set_rnn_path(model: nn.Module, path: str) -> None:
             module.path = path
 
 
+class ForwardRNN(nn.Module):
+    """A forward-only GRU/LSTM with `BiRNN`'s interface: x (B, T, input_size), lengths (B,) -> (B, T, hidden).
+    Padding comes after every valid frame, so it cannot reach one; outputs at padded frames are garbage."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int) -> None:
+        super().__init__()
+        self.forward_rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell](input_size, hidden, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.forward_rnn(x)[0]
+
+
+class Lookahead(nn.Module):
+    """The paper's row convolution: y_t = sum_{j=0..tau} w_j * x_{t+j}, per channel; frames after the end are 0.
+
+    x: (B, C, T) -> (B, C, T). Starts as the identity (w_0 = 1), so training begins from the plain RNN."""
+
+    def __init__(self, channels: int, tau: int) -> None:
+        super().__init__()
+        self.tau = tau
+        self.weight = nn.Parameter(torch.zeros(channels, 1, tau + 1))  # (C, 1, tau + 1) depthwise
+        with torch.no_grad():
+            self.weight[:, 0, 0] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(F.pad(x, (0, self.tau)), self.weight, groups=x.shape[1])
+
+
+class TimePad(nn.Module):
+    """Zero frames before and after the last (time) axis: asymmetric padding for a convolution."""
+
+    def __init__(self, past: int, future: int) -> None:
+        super().__init__()
+        self.past, self.future = past, future
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (self.past, self.future))
+
+
 class DeepSpeech2(nn.Module):
     """features (B, T, n_mels) + lengths (B,) -> log-probs (B, T', V) + output lengths (B,)."""
 
@@ -147,9 +214,13 @@ class DeepSpeech2(nn.Module):
         self.config = config
         c = config.conv_channels
         self.conv1_spec = conv1(config.time_stride)
-        self.conv1 = nn.Conv2d(1, c, *self.conv1_spec, bias=False)
+        pads = conv_time_pads(config)
+        centred = pads[0][0] == pads[0][1]  # time padding inside the convolutions, as always; else explicit
+        self.pad1, self.pad2 = (nn.Identity(), nn.Identity()) if centred else (TimePad(*pads[0]), TimePad(*pads[1]))
+        specs = [self.conv1_spec, CONV2] if centred else [(k, s, (p[0], 0)) for k, s, p in (self.conv1_spec, CONV2)]
+        self.conv1 = nn.Conv2d(1, c, *specs[0], bias=False)
         self.bn1 = MaskedBatchNorm(c)
-        self.conv2 = nn.Conv2d(c, c, *CONV2, bias=False)
+        self.conv2 = nn.Conv2d(c, c, *specs[1], bias=False)
         self.bn2 = MaskedBatchNorm(c)
         freq = _conv_out(_conv_out(config.n_mels, self.conv1_spec, 0), CONV2, 0)
         self.rnns = nn.ModuleList()
@@ -157,8 +228,15 @@ class DeepSpeech2(nn.Module):
         size = c * freq
         for i in range(config.rnn_layers):
             self.rnn_norms.append(MaskedBatchNorm(size) if i > 0 else nn.Identity())
-            self.rnns.append(BiRNN(config.rnn_type, size, config.rnn_hidden))
+            rnn_class = BiRNN if config.bidirectional else ForwardRNN
+            self.rnns.append(rnn_class(config.rnn_type, size, config.rnn_hidden))
             size = config.rnn_hidden
+        if config.lookahead < 0:
+            raise ValueError(f"lookahead {config.lookahead}: must be >= 0 future output frames (0: none)")
+        self.lookahead = Lookahead(size, config.lookahead) if config.lookahead else None
+        if config.features == "global":  # set from the training set by train.py; (n_mels,) each
+            self.register_buffer("feature_mean", torch.zeros(config.n_mels))
+            self.register_buffer("feature_std", torch.ones(config.n_mels))
         self.head_norm = MaskedBatchNorm(size)
         self.head = nn.Linear(size, config.vocab_size)
 
@@ -169,17 +247,19 @@ class DeepSpeech2(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         valid = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]
         x = (features * valid[:, :, None]).transpose(1, 2).unsqueeze(1)  # (B, 1, F, T), padding zeroed
-        x = self.conv1(x)  # (B, C, F', T')
+        x = self.conv1(self.pad1(x))  # (B, C, F', T')
         lengths = self.output_lengths(lengths)
         mask = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, T')
         x = torch.clamp(self.bn1(x, mask), 0, CLIP)
-        x = torch.clamp(self.bn2(self.conv2(x), mask), 0, CLIP)  # (B, C, F'', T')
+        x = torch.clamp(self.bn2(self.conv2(self.pad2(x)), mask), 0, CLIP)  # (B, C, F'', T')
         b, c, f, t = x.shape
         x = x.reshape(b, c * f, t)  # (B, H, T')
         for norm, rnn in zip(self.rnn_norms, self.rnns, strict=True):
             if isinstance(norm, MaskedBatchNorm):
                 x = norm(x, mask)
             x = rnn(x.transpose(1, 2), lengths).transpose(1, 2)  # (B, hidden, T')
+        if self.lookahead is not None:  # padded frames zeroed: each utterance ends as a stream does
+            x = self.lookahead(x * mask[:, None, :].to(x.dtype))  # (B, hidden, T')
         x = self.head_norm(x, mask).transpose(1, 2)  # (B, T', hidden)
         logits = self.head(x).float()  # (B, T', V)
         return logits.log_softmax(dim=-1), lengths
@@ -189,6 +269,14 @@ def _conv_out(size, conv: tuple, dim: int):
     """Output size along `dim` (0 = frequency, 1 = time) of a convolution: floor((n + 2p - k) / s) + 1."""
     kernel, stride, padding = (spec[dim] for spec in conv)
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def feature_extractor(model: DeepSpeech2) -> LogMel:
+    """The features `model` was trained on: per-utterance normalisation, or (features="global") the
+    training-set statistics it carries."""
+    if model.config.features != "global":
+        return LogMel(model.config.n_mels)
+    return LogMel(model.config.n_mels, model.feature_mean.detach().cpu(), model.feature_std.detach().cpu())
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -72,7 +72,7 @@ def test_help_shows_the_front_door_and_import_stays_light():
         "transcribe(model: asr.infer.Recognizer | asr.onnx_runtime.OnnxRecognizer, "
         "audio: str | pathlib.Path | numpy.ndarray, decoder: str = 'greedy'" in shown
     )
-    assert asr.__all__ == ["Recognizer", "load_audio", "load_lm", "load_model", "transcribe"]
+    assert asr.__all__ == ["Recognizer", "Stream", "load_audio", "load_lm", "load_model", "transcribe"]
     assert sorted(set(asr.__all__) - set(dir(asr))) == []
     # `python -m asr.lm` runs the module once: the package does not import it ahead of runpy
     done = subprocess.run([sys.executable, "-W", "error", "-m", "asr.lm", "--help"], cwd=REPO, capture_output=True)

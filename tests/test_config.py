@@ -14,7 +14,7 @@ def test_every_field_is_a_flag_with_its_default_in_help(capsys):
     for field in flag_fields(TrainConfig):  # init_from_sha256 is recorded, not given
         assert f"--{field.name}" in text
         assert " ".join(field.metadata["help"].split()) in text
-    assert "(default: data/example)" in text and "{tiny,small,base}" in text
+    assert "(default: data/example)" in text and "{tiny,small,base,stream}" in text
 
 
 def test_parsing_spellings_and_round_trip():
@@ -40,5 +40,5 @@ def test_bad_values_are_refused(capsys):
 
 
 def test_presets_are_model_configs():
-    assert set(MODEL_PRESETS) == {"tiny", "small", "base"}
+    assert set(MODEL_PRESETS) == {"tiny", "small", "base", "stream"}
     assert all(c.rnn_type == "gru" for c in MODEL_PRESETS.values())
