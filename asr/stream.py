@@ -49,7 +49,7 @@ from asr.errors import ASRError
 from asr.infer import Recognizer, _check_decoder, load_model
 from asr.lm import NGramLM, load_lm
 from asr.model import CLIP, DeepSpeech2, MaskedBatchNorm, conv_time_pads, frame_rate, right_context_ms
-from asr.text import Tokenizer
+from asr.tokenizers import Tokenizer
 
 
 class StreamError(ASRError, ValueError):

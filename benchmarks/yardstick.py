@@ -10,7 +10,8 @@ greedy decoding and with beam search + a word 3-gram LM.
     python -m benchmarks.yardstick score --checkpoint runs/X/best.pt --yardstick yardstick --out preds/yard-X \\
         --lm_from corpus            # a 3-gram of corpus/train's transcripts (python -m asr.lm build); or --lm FILE
 
-`assemble` writes yardstick/audio/<source>--<utt id>.<ext> (links to the shared files, nothing is copied),
+`assemble` writes yardstick/audio/<source>--<utt id>.<ext> (hard links to the shared files, or copies: the
+readers refuse symbolic links that leave a dataset folder),
 yardstick/transcriptions/<same id>.txt (the meta.json text) and yardstick/sources.json (per source:
 utterances, speakers, seconds, words, origin, licence). `score` writes OUT/greedy/, OUT/beam_lm/ (inference.py's
 predictions and metrics.json), OUT/logits/ (the model runs once; both decoders read its outputs) and
@@ -20,6 +21,7 @@ yardstick's sentences: the synthetic corpus's training transcripts (a book) qual
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,6 +38,15 @@ SPEECH = REPO.parent / "shared" / "data" / "speech"
 SOURCES_FILE = "sources.json"
 SEPARATOR = "--"  # utterance id = <source>--<the source's own utterance id>
 DECODERS = ("greedy", "beam_lm")
+
+
+def _place(source: Path, target: Path) -> None:
+    """A hard link to source, or a copy where the two are on different file systems (no symbolic link: the dataset
+    readers refuse links that leave the dataset folder)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def assemble(speech: Path, out: Path, sources: list[str] | None = None) -> dict:
@@ -63,7 +74,7 @@ def assemble(speech: Path, out: Path, sources: list[str] | None = None) -> dict:
             if not audio.is_file():
                 raise ASRError(f"{audio}: listed in {folder / 'meta.json'} but missing — restore ../shared")
             utt_id = f"{source}{SEPARATOR}{u['utt_id']}"
-            (out / "audio" / f"{utt_id}{audio.suffix}").symlink_to(audio)
+            _place(audio, out / "audio" / f"{utt_id}{audio.suffix}")
             (out / "transcriptions" / f"{utt_id}.txt").write_text(u["text"] + "\n", encoding="utf-8")
         record[source] = {
             "utterances": len(utterances),
@@ -162,7 +173,7 @@ def score_checkpoint(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("assemble", help="link every real recording into one CustomDir folder")
+    build = commands.add_parser("assemble", help="hard-link (or copy) every real recording into one CustomDir folder")
     build.add_argument("--out", type=Path, default=Path("yardstick"), help="folder to write (default: %(default)s)")
     build.add_argument("--speech", type=Path, default=SPEECH, help="the shared recordings (default: %(default)s)")
     build.add_argument("--sources", nargs="+", help="only these source folders (default: all)")

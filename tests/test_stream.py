@@ -20,7 +20,7 @@ from asr.infer import Recognizer, decode_labellings
 from asr.lm import load_lm
 from asr.model import DeepSpeech2, count_parameters, feature_extractor, right_context_ms
 from asr.stream import Stream, StreamError, _BeamStream, algorithmic_latency_ms, latency_summary
-from asr.text import CharTokenizer
+from asr.tokenizers import CharTokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHARS = CharTokenizer()

@@ -36,7 +36,7 @@ def test_assemble_gathers_every_shared_recording_with_its_source(tmp_path: Path)
     for source, entries in metas.items():
         for entry in entries:
             utt = by_id[f"{source}--{entry['utt_id']}"]
-            assert Path(utt.audio_path).resolve() == (SPEECH / source / "audio" / entry["file"]).resolve()
+            assert Path(utt.audio_path).read_bytes() == (SPEECH / source / "audio" / entry["file"]).read_bytes()
             assert utt.text and abs(utt.duration - entry["seconds"]) < 0.01
     assert by_id["misc--speechrecognition-english"].text == "one two three"
 
