@@ -276,3 +276,20 @@ def test_the_streaming_example_runs(tmp_path, monkeypatch, capsys):
     feed(final, samples, [len(samples)])
     words = [line.split("  ", 1)[1] for line in printed[chunks:]]
     assert " ".join(words) == final.text  # one line per word of the final text
+
+
+def test_the_readme_streaming_example_runs(tmp_path, monkeypatch, capsys):
+    """README.md's "Streaming" example, with an untrained streaming model: it prints partials, then the final."""
+    repo = Path(__file__).resolve().parents[1]
+    section = (repo / "README.md").read_text().split("## Streaming\n", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    save_checkpoint(tmp_path / "runs/stream/best.pt", model_state(random_stream_model().network, CHARS))
+    (tmp_path / "data/example/audio").mkdir(parents=True)
+    shutil.copy(repo / "data/example/audio/en-gb+Andy-000034.flac", tmp_path / "data/example/audio")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    samples = load_audio(tmp_path / "data/example/audio/en-gb+Andy-000034.flac")
+    final = Stream(asr_model(tmp_path / "runs/stream/best.pt"), decoder="beam", beam_size=8)
+    feed(final, samples, [len(samples)])
+    assert len(printed) == -(-len(samples) // 5120) + 1 and printed[-1] == final.text
