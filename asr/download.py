@@ -350,12 +350,7 @@ def _append_body(
     head = b""
     with bar, open(part, "ab") as f:
         while True:
-            try:
-                chunk = r.raw.read1(CHUNK_SIZE, decode_content=False)
-            except (urllib3.exceptions.ReadTimeoutError, requests.ReadTimeout, TimeoutError):
-                raise _Stalled(f"stalled: nothing received for {timeout:g} s after {received:,} bytes") from None
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
-                raise _Transient(f"connection dropped after {received:,} bytes ({_short(e)})") from None
+            chunk = _read(r, timeout, received, decode=False)
             if not chunk:
                 break
             if offset == 0 and len(head) < _SNIFF_BYTES:  # the first bytes may come in several small reads
@@ -580,16 +575,22 @@ def fetch_text(
     return text
 
 
+def _read(r: requests.Response, timeout: float, received: int, decode: bool) -> bytes:
+    """One read of up to CHUNK_SIZE body bytes (b"" at the end): silence for `timeout` s raises _Stalled, a
+    dropped connection _Transient; `received` (bytes so far) only goes into their messages."""
+    try:
+        return r.raw.read1(CHUNK_SIZE, decode_content=decode)
+    except (urllib3.exceptions.ReadTimeoutError, requests.ReadTimeout, TimeoutError):
+        raise _Stalled(f"stalled: nothing received for {timeout:g} s after {received:,} bytes") from None
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
+        raise _Transient(f"connection dropped after {received:,} bytes ({_short(e)})") from None
+
+
 def _small_body(url: str, r: requests.Response, timeout: float) -> bytes:
     """Read a whole (small) response body, watching for stalls; raise _Transient to be retried."""
     watch, body = _StallWatch(timeout), bytearray()
     while True:
-        try:
-            chunk = r.raw.read1(CHUNK_SIZE, decode_content=True)
-        except (urllib3.exceptions.ReadTimeoutError, requests.ReadTimeout, TimeoutError):
-            raise _Stalled(f"stalled: nothing received for {timeout:g} s after {len(body):,} bytes") from None
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
-            raise _Transient(f"connection dropped after {len(body):,} bytes ({_short(e)})") from None
+        chunk = _read(r, timeout, len(body), decode=True)
         if not chunk:
             return bytes(body)
         body += chunk
