@@ -6,18 +6,19 @@
     python train.py --tokenizer bpe --bpe_vocab_size 256 --time_stride 4    # word pieces (asr/bpe.py)
 
 `main()` below is the whole run, top to bottom; each step it calls is a function
-in this file that fits on a screen.
+in this file that fits on a screen, but for the flags -> settings resolution
+(asr/settings.py) and the BPE tokenizer's cache (asr/bpe.py).
 """
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import math
 import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,11 +27,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from asr.atomic import atomic_write_bytes
 from asr.audio import STATS_UTTERANCES, feature_stats, torchaudio
 from asr.augment import make_augmenter
-from asr.batching import auto_batch_seconds
-from asr.bpe import BpeTokenizer, train_bpe
+from asr.bpe import cached_bpe
 from asr.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
@@ -39,19 +38,7 @@ from asr.checkpoint import (
     save_checkpoint,
     set_rng_states,
 )
-from asr.config import (
-    AUGMENT_PRESETS,
-    FIXED_ON_RESUME,
-    MODEL_PRESETS,
-    RECIPE_SOURCES,
-    RECIPES,
-    AugmentConfig,
-    ModelConfig,
-    Settings,
-    TrainConfig,
-    given_flags,
-    parser_for,
-)
+from asr.config import ModelConfig, Settings, TrainConfig
 from asr.data import (
     BucketBatchSampler,
     DataReport,
@@ -60,12 +47,10 @@ from asr.data import (
     collate,
     filter_for_training,
     load_dataset,
-    spare_cpu_workers,
     uses_librispeech,
 )
 from asr.decode import BeamOptions, decode_batch, greedy_decode
 from asr.distributed import agree_usable, reduce_by_hand, replicate, window_context
-from asr.download import file_sha256
 from asr.errors import ASRError, run_cli
 from asr.features import WaveDataset, collate_waves, device_features
 from asr.infer import autocast, batch_log_probs, eval_loader, uses_amp
@@ -73,18 +58,16 @@ from asr.librispeech import ensure_splits
 from asr.logger import EvalResult, TrainLog
 from asr.metrics import score
 from asr.model import DeepSpeech2, count_parameters, feature_extractor, pick_device
-from asr.optim import NO_DECAY, exponential, param_groups, regroup_state, scaled_lr
-from asr.resume import batch_in_epoch_for_world, grad_accum_for_world, load_scaler_state, world_size
-from asr.runs import resume_folder, with_data_fingerprint
+from asr.optim import NO_DECAY, exponential, param_groups, regroup_state
+from asr.resume import batch_in_epoch_for_world, load_scaler_state, world_size
+from asr.runs import with_data_fingerprint
+from asr.settings import check_limits, global_batch_seconds, print_recipe, resolve_config
 from asr.stream import latency_summary
-from asr.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_state
-
-TOKENIZER_FILE = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
-TOKENIZER_INFO = "tokenizer.json"  # what that model was trained from: a new run in the folder reuses it if equal
+from asr.tokenizers import CharTokenizer, Tokenizer
 
 
 def main(argv: list[str] | None = None) -> dict:
-    settings, resumed = resolve_config(argv)
+    settings, resumed = resolve_config(argv, description=__doc__)
     check_limits(settings.train)
     torchaudio()  # a torchaudio that cannot load fails here, in one line, before anything is written
     # under torchrun: one process per device; only rank 0 prints, logs and saves
@@ -134,15 +117,16 @@ def main(argv: list[str] | None = None) -> dict:
         if is_main():
             save_checkpoint(run_dir / name, checkpoint_dict(model, tokenizer, optim, state, settings))
 
+    run = Run(model, tokenizer, optim, data, config, device, amp, log, save)
     stopped = False
     while state.epoch < config.epochs and not stopped:
         # One pass over the training set; returns early when --max_steps or --max_minutes is reached.
-        stopped = train_epoch(model, optim, data, state, config, device, amp, log, save)
+        stopped = train_epoch(run, state)
         if not stopped:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         # Evaluate on schedule, and always when cut short (the last evaluation did not see the final weights).
         if stopped or state.epoch % config.eval_every == 0 or state.epoch == config.epochs:
-            evaluate_and_keep_best(model, tokenizer, data, state, config, device, amp, log, save)
+            evaluate_and_keep_best(run, state)
         save("last.pt")  # after the evaluation, so that it carries the best WER so far
 
     log.close()
@@ -158,133 +142,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- configuration
-
-
-def recipe_name(dataset: str) -> str:
-    """The RECIPES entry for a dataset spec: any LibriSpeech part makes it a LibriSpeech run."""
-    return "librispeech" if uses_librispeech(dataset) else "folder"
-
-
-def resolve_config(argv: list[str] | None) -> tuple[Settings, dict | None]:
-    """Flags -> Settings. A new run starts from its dataset's recipe (RECIPES), then the --model and --augment
-    presets, then single ModelConfig/AugmentConfig flags. With --resume the run's saved settings are the base
-    (--max_steps and --max_minutes are never inherited); flags that would change its batches or architecture are
-    refused, all others take effect. Values a recipe leaves to the machine are then sized for it."""
-    parser_for(TrainConfig, description=__doc__, overrides=(ModelConfig, AugmentConfig)).parse_args(argv)  # --help
-    given = given_flags(argv, TrainConfig, ModelConfig, AugmentConfig)
-    train, arch, aug = given["TrainConfig"], given["ModelConfig"], given["AugmentConfig"]
-    if "resume" not in train:
-        config = TrainConfig(**(RECIPES[recipe_name(train.get("dataset", TrainConfig.dataset))] | train))
-        config, model = architecture(config, train, arch)
-        augment = replace(AUGMENT_PRESETS[config.augment], **aug)
-        return Settings(batch_rule(size_for_machine(config, model), given_lr="lr" in train), model, augment), None
-    state = load_checkpoint(train["resume"])
-    if "train_config" not in state:
-        raise ValueError(f"{train['resume']} holds no training state (it is an inference-only checkpoint)")
-    saved = replace(TrainConfig(**state["train_config"]), max_steps=None, max_minutes=None, allow_data_change=False)
-    model = ModelConfig(**state["model_config"])
-    fixed = [(f"--{k}", v, getattr(saved, k)) for k, v in train.items() if k in FIXED_ON_RESUME]
-    fixed += [(f"--{k}", v, getattr(model, k)) for k, v in arch.items()]
-    changed = [f"{flag} {value} (the run's is {old})" for flag, value, old in fixed if value != old]
-    if changed:
-        raise ValueError(
-            f"a resumed run keeps its data, batches, seed and architecture: {', '.join(changed)}. "
-            "Start a new run with --run_name NAME to change them"
-        )
-    runs_dir, run_name = resume_folder(train["resume"], train)  # never where the file's saved config points
-    config = replace(saved, **train, runs_dir=runs_dir, run_name=run_name)
-    # another process count keeps the global batches of each update by changing grad_accum (asr/resume.py)
-    saved_world = state["training"].get("world_size", 1)
-    config = replace(config, grad_accum=grad_accum_for_world(train["resume"], saved_world, saved.grad_accum,
-                                                             world_size()))  # fmt: skip
-    base = AUGMENT_PRESETS[config.augment] if "augment" in train else AugmentConfig(**state["augment_config"])
-    return Settings(size_for_machine(config), model, replace(base, **aug)), state
-
-
-def check_limits(config: TrainConfig) -> None:
-    """Refuse a --max_steps or --max_minutes that would stop the run before its first step."""
-    if config.max_steps is not None and config.max_steps < 1:
-        raise ValueError(f"--max_steps must be at least 1, got {config.max_steps}")
-    if config.max_minutes is not None and not config.max_minutes > 0:
-        raise ValueError(f"--max_minutes must be above 0, got {config.max_minutes}")
-
-
-def architecture(config: TrainConfig, train: dict, arch: dict) -> tuple[TrainConfig, ModelConfig]:
-    """The --model preset with ModelConfig flags on top and an output per token; or, fine-tuning, the --init_from
-    checkpoint's architecture and tokenizer, which flags given on the command line must not contradict (recipe
-    defaults never do)."""
-    if config.init_from is None:
-        tokens = len(CharTokenizer()) if config.tokenizer == "char" else config.bpe_vocab_size + 1  # + the blank
-        return config, replace(MODEL_PRESETS[config.model], vocab_size=tokens, **arch)
-    state = load_checkpoint(config.init_from)
-    source = ModelConfig(**state["model_config"])
-    clashes = [
-        f"--{k} {v} (the checkpoint's is {getattr(source, k)})" for k, v in arch.items() if v != getattr(source, k)
-    ]
-    preset = next((n for n, c in MODEL_PRESETS.items() if replace(c, vocab_size=source.vocab_size) == source), None)
-    if "model" in train and train["model"] != preset:
-        clashes.append(f"--model {train['model']} (the checkpoint's is {preset or 'no preset'})")
-    kind, pieces = tokenizer_flags(tokenizer_from_state(state["tokenizer"]))
-    if "tokenizer" in train and train["tokenizer"] != kind:
-        clashes.append(f"--tokenizer {train['tokenizer']} (the checkpoint's is {kind})")
-    if "bpe_vocab_size" in train and train["bpe_vocab_size"] != pieces:
-        clashes.append(f"--bpe_vocab_size {train['bpe_vocab_size']} (the checkpoint's is {pieces or 'none: char'})")
-    if clashes:
-        raise ValueError(
-            f"a fine-tuned run keeps the architecture and tokenizer of {config.init_from}: {', '.join(clashes)}; "
-            "drop those flags"
-        )
-    # config.json names the checkpoint's preset (if it is one), tokenizer and the file's hash; settings.model and
-    # the checkpoint's tokenizer are the truth.
-    config = replace(
-        config, model=preset or config.model, tokenizer=kind, bpe_vocab_size=pieces or config.bpe_vocab_size
-    )
-    return replace(config, init_from_sha256=file_sha256(config.init_from)), source
-
-
-def tokenizer_flags(tokenizer: Tokenizer) -> tuple[str, int | None]:
-    """(--tokenizer, --bpe_vocab_size) that describe a tokenizer; the size is None for characters."""
-    return tokenizer.kind, (len(tokenizer) - 1 if tokenizer.kind == "bpe" else None)
-
-
-def batch_rule(config: TrainConfig, given_lr: bool) -> TrainConfig:
-    """--lr was tuned for a global batch of --lr_reference_batch seconds: another global batch (device-sized,
-    more processes, --grad_accum) scales it by sqrt(global / reference) (asr/optim.py), unless --lr was given."""
-    if given_lr or config.lr_reference_batch is None:
-        return config
-    lr = scaled_lr(config.lr, global_batch_seconds(config), config.lr_reference_batch)
-    if lr != config.lr:
-        print(f"lr {config.lr:g} is for a global batch of {config.lr_reference_batch:g} s; this run's is "
-              f"{global_batch_seconds(config):g} s, so lr = {config.lr:g} x sqrt({global_batch_seconds(config):g} / "
-              f"{config.lr_reference_batch:g}) = {lr:.3g} (give --lr to override)")  # fmt: skip
-    return replace(config, lr=lr)
-
-
-def print_recipe(config: TrainConfig) -> None:
-    """The recipe's values as this run uses them, each with where it comes from (asr/config.py RECIPE_SOURCES)."""
-    name = recipe_name(config.dataset)
-    print(f"recipe: {name} (defaults in asr/config.py RECIPES; any flag overrides them)")
-    for key, default in RECIPES[name].items():
-        value = getattr(config, key)
-        note = RECIPE_SOURCES[name].get(key, "")
-        shown = f"{value:.3g}" if isinstance(value, float) else f"{value}"
-        shown += "" if value == default or default is None else f" (recipe: {default})"
-        print(f"  {key} = {shown}  # {note}")
-
-
-def size_for_machine(config: TrainConfig, model: ModelConfig | None = None) -> TrainConfig:
-    """Fill what a recipe leaves to the machine (None or auto): batch_seconds for the device (asr/batching.py: on
-    CUDA the largest batch of `model` that fits), one worker per spare core."""
-    batch_seconds, workers = config.batch_seconds, config.num_workers
-    if batch_seconds is None or batch_seconds == "auto":
-        device = pick_device(config.device)
-        if device.type == "cuda":  # this process's GPU (torchrun's LOCAL_RANK); the group is not joined yet
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        arch = model or MODEL_PRESETS[config.model]
-        batch_seconds = auto_batch_seconds(arch, config.max_duration, device, config.amp)
-    if workers is None:
-        workers = spare_cpu_workers()
-    return replace(config, batch_seconds=float(batch_seconds), num_workers=workers)
 
 
 def run_folder(config: TrainConfig) -> Path:
@@ -307,7 +164,11 @@ def build_model(
     source = resumed or (load_checkpoint(config.init_from) if config.init_from else None)
     if source is not None:
         return model_from_checkpoint(source)
-    tokenizer = CharTokenizer() if config.tokenizer == "char" else bpe_tokenizer(config, train_utts, run_dir)
+    if config.tokenizer == "char":
+        tokenizer = CharTokenizer()
+    else:  # trained on the training transcripts; cached in the run folder (only rank 0 writes it)
+        texts = [u.text for u in train_utts if u.text]
+        tokenizer = cached_bpe(texts, config.bpe_vocab_size, config.seed, run_dir, write=is_main())
     assert len(tokenizer) == settings.model.vocab_size, (len(tokenizer), settings.model.vocab_size)
     model = DeepSpeech2(settings.model)
     if settings.model.features == "global":  # causal features: training-set statistics, saved with the weights
@@ -315,41 +176,6 @@ def build_model(
         model.feature_mean.copy_(mean), model.feature_std.copy_(std)
         print(f"feature statistics (global): {frames} frames of up to {STATS_UTTERANCES} training recordings")
     return model, tokenizer
-
-
-def bpe_tokenizer(config: TrainConfig, train_utts: list[Utterance], run_dir: Path) -> BpeTokenizer:
-    """SentencePiece BPE trained on the training transcripts (asr/bpe.py), cached as run_dir/tokenizer.model:
-    a new run in the same folder (say after bad data stopped the first) reuses it when tokenizer.json says it was
-    trained from the same transcripts, size and seed; training is deterministic, so that only saves time."""
-    texts = [u.text for u in train_utts if u.text]
-    recipe = {"bpe_vocab_size": config.bpe_vocab_size, "seed": config.seed, "transcripts": len(texts),
-              "transcripts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()}  # fmt: skip
-    model_file, info_file = run_dir / TOKENIZER_FILE, run_dir / TOKENIZER_INFO
-    cached = _cached_bpe(model_file, info_file, recipe)
-    if cached is not None:
-        print(f"tokenizer: BPE, {len(cached) - 1} pieces, reused from {model_file}")
-        return cached
-    tic = time.perf_counter()
-    tokenizer = train_bpe(texts, config.bpe_vocab_size, seed=config.seed)
-    print(f"tokenizer: BPE, {len(tokenizer) - 1} pieces (+ blank) trained on {len(texts)} transcripts in "
-          f"{time.perf_counter() - tic:.1f} s; saved as {model_file}")  # fmt: skip
-    if is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(model_file, tokenizer.model)
-        info = {"trained_from": recipe, "model_sha256": tokenizer.sha256}
-        atomic_write_bytes(info_file, (json.dumps(info, indent=2) + "\n").encode())
-    return tokenizer
-
-
-def _cached_bpe(model_file: Path, info_file: Path, recipe: dict) -> BpeTokenizer | None:
-    """The cached tokenizer if info_file says it was trained from `recipe` and model_file is intact, else None."""
-    try:
-        info, model = json.loads(info_file.read_text()), model_file.read_bytes()
-    except (OSError, ValueError):  # missing or unreadable: train again
-        return None
-    if not isinstance(info, dict) or info.get("trained_from") != recipe:
-        return None
-    return BpeTokenizer(model) if info.get("model_sha256") == hashlib.sha256(model).hexdigest() else None
 
 
 def seed_everything(seed: int) -> None:
@@ -573,14 +399,22 @@ def apply_gradients(
     return grad_norm
 
 
-def train_step(model: DeepSpeech2, optim: Optimization, batch: dict, device: torch.device, amp: bool) -> float:
-    """forward_backward + apply_gradients on one batch (benchmarks/speed.py times this)."""
-    loss = forward_backward(model, optim, batch, device, amp)
-    apply_gradients(model, optim, 1, grad_clip=math.inf)
-    return loss
-
-
 # ---------------------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Run:
+    """What stays the same for the whole run, handed to each step of the loop (TrainState holds what changes)."""
+
+    model: DeepSpeech2
+    tokenizer: Tokenizer
+    optim: Optimization
+    data: TrainData
+    config: TrainConfig
+    device: torch.device
+    amp: bool  # fp16 autocast on CUDA (asr.infer.uses_amp)
+    log: TrainLog
+    save: Callable[[str], None]  # save("last.pt"): the run as it is now, into its folder (rank 0 only)
 
 
 @dataclass
@@ -614,10 +448,11 @@ class TrainState:
         return improved
 
 
-def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bool:
+def train_epoch(run: Run, state: TrainState) -> bool:
     """The rest of the current epoch. Gradients of `grad_accum` batches make one update; the epoch's last
     window may be shorter and is averaged over its real size. Returns True when --max_steps or --max_minutes
     stopped it."""
+    model, optim, data, config, device = run.model, run.optim, run.data, run.config, run.device
     model.train()
     freeze_for_epoch(model, config, state.epoch)
     runner = replicate(model)  # under torchrun, the DDP wrapper over the parameters this epoch trains
@@ -637,7 +472,7 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
         closes = window >= config.grad_accum or state.batch_in_epoch >= n_batches  # the last always closes it
         loss = math.nan
         if batch["features"] is not None:
-            loss = forward_backward(runner, optim, batch, device, amp, last_in_window=closes)
+            loss = forward_backward(runner, optim, batch, device, run.amp, last_in_window=closes)
             state.skipped_steps += math.isnan(loss)
             pending += [] if math.isnan(loss) else [loss]
             seconds += float(batch["feature_lengths"].sum()) * 0.01  # 10 ms per feature frame
@@ -656,14 +491,14 @@ def train_epoch(model, optim, data, state, config, device, amp, log, save) -> bo
         rate = seconds / (time.perf_counter() - tic)
         bar.set_postfix(loss=f"{state.losses[-1]:.3f}", audio_s_per_s=f"{rate:.1f}", step=state.step)
         if state.step % config.log_every == 0:
-            log_train(log, state, optim, grad_norm, rate)
+            log_train(run.log, state, optim, grad_norm, rate)
         if state.step % config.checkpoint_every == 0:
-            save("last.pt")
+            run.save("last.pt")
         if out_of_budget(config, state, time.perf_counter() - tic):
             break
     bar.close()
     if state.since_log:  # at least one write per epoch, however short the run
-        log_train(log, state, optim, grad_norm, seconds / (time.perf_counter() - tic))
+        log_train(run.log, state, optim, grad_norm, seconds / (time.perf_counter() - tic))
     elapsed = time.perf_counter() - tic
     state.train_seconds, state.audio_seconds = state.train_seconds + elapsed, state.audio_seconds + seconds
     last = state.losses[-1] if state.losses else math.nan
@@ -706,7 +541,15 @@ def log_train(log: TrainLog, state: TrainState, optim: Optimization, grad_norm: 
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(model, utterances, tokenizer, config, device, amp, loader) -> EvalResult:
+def evaluate(
+    model: DeepSpeech2,
+    utterances: list[Utterance],
+    tokenizer: Tokenizer,
+    config: TrainConfig,
+    device: torch.device,
+    amp: bool,
+    loader: torch.utils.data.DataLoader,
+) -> EvalResult:
     """Greedy WER/CER and CTC loss on the eval set, beam WER (no LM) on its first `eval_beam_utterances`."""
     references = {u.id: u.text for u in utterances}
     beam_ids = set(sorted(references)[: config.eval_beam_utterances]) if config.eval_beam_size > 0 else set()
@@ -738,16 +581,17 @@ def evaluate(model, utterances, tokenizer, config, device, amp, loader) -> EvalR
     )
 
 
-def evaluate_and_keep_best(model, tokenizer, data, state, config, device, amp, log: TrainLog, save) -> None:
+def evaluate_and_keep_best(run: Run, state: TrainState) -> None:
     """Rank 0 evaluates on the whole eval set (the other processes wait), logs, and keeps best.pt."""
     if is_main():
-        result = evaluate(model, data.eval, tokenizer, config, device, amp, data.eval_loader)
+        data, config = run.data, run.config
+        result = evaluate(run.model, data.eval, run.tokenizer, config, run.device, run.amp, data.eval_loader)
         subset = f"val_first{config.eval_utterances}" if config.eval_utterances is not None else "val"
-        log.eval(result, state.step, data.eval, data.dataset.featurize, prefix=subset)  # a subset is labelled so
+        run.log.eval(result, state.step, data.eval, data.dataset.featurize, prefix=subset)  # a subset is labelled so
         tqdm.write(f"eval at step {state.step} (epoch {state.epoch}): {result.summary()}")
         state.load_errors += [e for e in result.errors if e not in state.load_errors]
         if state.record(result.scores.wer):
-            save("best.pt")
+            run.save("best.pt")
     if dist.is_initialized():
         dist.barrier()
 
@@ -800,11 +644,6 @@ def checkpoint_dict(model, tokenizer, optim: Optimization, state: TrainState, se
         "training": state.state_dict()
         | {"world_size": world_size(), "global_batch_seconds": global_batch_seconds(settings.train)},
     }
-
-
-def global_batch_seconds(config: TrainConfig) -> float:
-    """Audio seconds behind one optimizer update, all processes together."""
-    return config.batch_seconds * world_size() * config.grad_accum
 
 
 def restore(saved: dict, model, optim: Optimization, state: TrainState, config: TrainConfig) -> None:

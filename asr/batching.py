@@ -10,7 +10,7 @@ run keeps it. On a CPU `auto` is 60 s (the speed is compute-bound there and bigg
 on Apple's MPS 100 s.
 
 A global batch that differs from the recipe's reference changes the learning rate by the square-root rule
-(asr/optim.py scaled_lr, train.py batch_rule).
+(asr/optim.py scaled_lr, asr/settings.py batch_rule).
 """
 
 import math

@@ -12,15 +12,20 @@ SentencePiece id, the blank is 0, and the output layer has vocab_size + 1 units.
 Training is deterministic: one thread, the sentences in the order given and all of them (no sampling or
 shuffling), the same seed; the same transcripts give byte-identical model files (tested). `tokenizer.model`
 holds those bytes; a checkpoint stores them as plain bytes (`state_dict`), so inference needs nothing else.
+`cached_bpe` is what train.py calls: `train_bpe` with the result kept in the run folder for the next run there.
 """
 
 import hashlib
 import io
+import json
 import re
+import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import sentencepiece as spm
 
+from asr.atomic import atomic_write_bytes
 from asr.text import BLANK, LETTERS, WORD_START, collapse_ctc, join_pieces, normalize
 
 REQUIRED_CHARS = LETTERS + "'"  # with "▁", the alphabet of normalised text: every text encodes
@@ -29,6 +34,8 @@ _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a
 # SentencePiece skips training sentences longer than max_sentence_length bytes (default 4192) without a word;
 # ours are raised to the longest transcript, so none is skipped.
 _DEFAULT_MAX_SENTENCE = 4192
+CACHE_MODEL = "tokenizer.model"  # a BPE run's SentencePiece model, in its run folder (also in every checkpoint)
+CACHE_INFO = "tokenizer.json"  # what that model was trained from: a new run in the folder reuses it if equal
 
 
 class BpeTokenizer:
@@ -147,3 +154,38 @@ def _trainer_options(sp_vocab_size: int, longest: int) -> dict:
         "hard_vocab_limit": True,  # exactly vocab_size pieces, or an error
         "minloglevel": 2,  # warnings and errors only
     }
+
+
+def cached_bpe(texts: list[str], vocab_size: int, seed: int, folder: Path, write: bool = True) -> BpeTokenizer:
+    """`train_bpe(texts, vocab_size, seed)`, cached as folder/tokenizer.model: a new run in the same folder (say
+    after bad data stopped the first) reuses it when folder/tokenizer.json says it was trained from the same
+    transcripts, size and seed; training is deterministic, so that only saves time. `write` False (a DDP process
+    other than rank 0) trains without writing."""
+    recipe = {"bpe_vocab_size": vocab_size, "seed": seed, "transcripts": len(texts),
+              "transcripts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()}  # fmt: skip
+    model_file, info_file = folder / CACHE_MODEL, folder / CACHE_INFO
+    cached = _from_cache(model_file, info_file, recipe)
+    if cached is not None:
+        print(f"tokenizer: BPE, {len(cached) - 1} pieces, reused from {model_file}")
+        return cached
+    tic = time.perf_counter()
+    tokenizer = train_bpe(texts, vocab_size, seed=seed)
+    print(f"tokenizer: BPE, {len(tokenizer) - 1} pieces (+ blank) trained on {len(texts)} transcripts in "
+          f"{time.perf_counter() - tic:.1f} s; saved as {model_file}")  # fmt: skip
+    if write:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(model_file, tokenizer.model)
+        info = {"trained_from": recipe, "model_sha256": tokenizer.sha256}
+        atomic_write_bytes(info_file, (json.dumps(info, indent=2) + "\n").encode())
+    return tokenizer
+
+
+def _from_cache(model_file: Path, info_file: Path, recipe: dict) -> BpeTokenizer | None:
+    """The cached tokenizer if info_file says it was trained from `recipe` and model_file is intact, else None."""
+    try:
+        info, model = json.loads(info_file.read_text()), model_file.read_bytes()
+    except (OSError, ValueError):  # missing or unreadable: train again
+        return None
+    if not isinstance(info, dict) or info.get("trained_from") != recipe:
+        return None
+    return BpeTokenizer(model) if info.get("model_sha256") == hashlib.sha256(model).hexdigest() else None

@@ -35,7 +35,7 @@ from asr.config import MODEL_PRESETS, TrainConfig
 from asr.data import BucketBatchSampler
 from asr.infer import autocast
 from asr.model import DeepSpeech2, set_rnn_path
-from train import build_optimizer, train_step
+from train import apply_gradients, build_optimizer, forward_backward
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "example" / "audio"
 BATCH, SECONDS = 16, 10.0
@@ -83,7 +83,8 @@ def _now(device: torch.device) -> float:
 
 
 def time_train_step(model: DeepSpeech2, batch, repeats: int) -> float:
-    """Median seconds of train.py's own train_step (forward, CTC, backward, AdamW; fp16 autocast on CUDA)."""
+    """Median seconds of one training step as train.py's loop runs it: its own forward_backward (forward, CTC,
+    backward; fp16 autocast on CUDA) and apply_gradients (clipping, AdamW)."""
     _, x, lengths, targets, target_lengths, _ = batch
     as_collated = {"ids": list(range(len(x))), "features": x, "feature_lengths": lengths, "targets": targets,
                    "target_lengths": target_lengths}  # fmt: skip
@@ -93,7 +94,8 @@ def time_train_step(model: DeepSpeech2, batch, repeats: int) -> float:
     times = []
     for _ in range(repeats + 1):  # the first step warms up allocators and kernels
         tic = _now(x.device)
-        train_step(model, optim, as_collated, x.device, amp=x.device.type == "cuda")
+        forward_backward(model, optim, as_collated, x.device, amp=x.device.type == "cuda")
+        apply_gradients(model, optim, 1, config.grad_clip)
         times.append(_now(x.device) - tic)
     return statistics.median(times[1:])
 

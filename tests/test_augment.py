@@ -376,9 +376,9 @@ def test_none_preset_turns_every_probability_off_and_keeps_the_ranges():
 
 
 def test_a_single_probability_flag_augments_whatever_the_preset():
-    import train
+    from asr.settings import resolve_config
 
-    settings, _ = train.resolve_config(["--augment", "none", "--noise_p", "1.0"])
+    settings, _ = resolve_config(["--augment", "none", "--noise_p", "1.0"])
     assert settings.train.augment == "none" and settings.augment == dataclasses.replace(NONE, noise_p=1.0)
     augmenter = augment.make_augmenter(settings.augment)
     assert augmenter is not None

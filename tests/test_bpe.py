@@ -13,14 +13,15 @@ from conftest import SPEECH
 
 import inference
 import train
-from asr.bpe import MIN_VOCAB_SIZE, BpeTokenizer, train_bpe
+from asr.bpe import MIN_VOCAB_SIZE, BpeTokenizer, cached_bpe, train_bpe
 from asr.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
-from asr.config import MODEL_PRESETS, BeamOptions, DecodeConfig, TrainConfig
+from asr.config import MODEL_PRESETS, BeamOptions, DecodeConfig
 from asr.data import DataReport, Utterance, filter_for_training
 from asr.decode import _WordTracker, beam_search, greedy_decode, word_timestamps
 from asr.infer import decode_labellings
 from asr.lm import build_arpa, load_lm
 from asr.model import DeepSpeech2, frame_rate
+from asr.settings import resolve_config
 from asr.text import BLANK, WORD_START, normalize
 from asr.tokenizers import CharTokenizer, tokenizer_from_state
 
@@ -233,13 +234,11 @@ def test_the_filter_counts_what_a_stride_4_model_cannot_align(pieces):
 
 
 def test_the_run_caches_its_tokenizer_and_reuses_it(tmp_path, capsys):
-    utts = [Utterance(str(i), Path(f"{i}.wav"), t, 1.0) for i, t in enumerate(CORPUS)]
-    config = TrainConfig(tokenizer="bpe", bpe_vocab_size=36)
-    first = train.bpe_tokenizer(config, utts, tmp_path)
+    first = cached_bpe(CORPUS, 36, 0, tmp_path)
     assert (tmp_path / "tokenizer.model").read_bytes() == first.model
-    assert train.bpe_tokenizer(config, utts, tmp_path).model == first.model
+    assert cached_bpe(CORPUS, 36, 0, tmp_path).model == first.model
     assert "reused from" in capsys.readouterr().out
-    other = train.bpe_tokenizer(TrainConfig(tokenizer="bpe", bpe_vocab_size=35), utts, tmp_path)  # retrained
+    other = cached_bpe(CORPUS, 35, 0, tmp_path)  # retrained
     assert len(other) == 36 and (tmp_path / "tokenizer.model").read_bytes() == other.model
     assert json.loads((tmp_path / "tokenizer.json").read_text())["trained_from"]["bpe_vocab_size"] == 35
 
@@ -299,7 +298,7 @@ def test_resume_and_fine_tuning_keep_the_checkpoints_tokenizer(tmp_path, bpe_run
     with pytest.raises(ValueError, match=r"--tokenizer char \(the checkpoint's is bpe\), --bpe_vocab_size 64 "
                                          r"\(the checkpoint's is 128\)"):  # fmt: skip
         train.main([*args, "--tokenizer", "char", "--bpe_vocab_size", "64"])
-    settings, _ = train.resolve_config([*args, "--tokenizer", "bpe", "--bpe_vocab_size", "128"])  # agreeing flags
+    settings, _ = resolve_config([*args, "--tokenizer", "bpe", "--bpe_vocab_size", "128"])  # agreeing flags
     assert settings.train.tokenizer == "bpe" and settings.model.vocab_size == 129
     result = train.main([*args, "--epochs", "1", "--max_steps", "1", "--eval_utterances", "4"])
     assert torch.load(result["run_dir"] / "last.pt", weights_only=True)["tokenizer"]["model"] == model_bytes

@@ -88,8 +88,7 @@ def test_auto_batch_keeps_15_percent_of_the_memory_free():
 
 
 def test_batch_seconds_auto_is_probed_on_cuda_printed_and_saved(monkeypatch, capsys):
-    import train
-    from asr import batching
+    from asr import batching, settings
 
     probed = []
 
@@ -97,25 +96,25 @@ def test_batch_seconds_auto_is_probed_on_cuda_printed_and_saved(monkeypatch, cap
         probed.append((config.rnn_hidden, max_duration, device, amp))
         return lambda seconds: int(GIB + seconds * 0.02 * GIB)
 
-    monkeypatch.setattr(train, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(settings, "pick_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(batching, "cuda_peak_probe", fake_probe)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: type("P", (), {"total_memory": 24 * GIB}))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d: "Fake GPU")
-    settings, _ = train.resolve_config(
+    resolved, _ = settings.resolve_config(
         ["--dataset", "train-clean-100", "--batch_seconds", "auto", "--num_workers", "0"]
     )
-    assert settings.train.batch_seconds == 800.0 and settings.as_dict()["batch_seconds"] == 800.0  # config.json
+    assert resolved.train.batch_seconds == 800.0 and resolved.as_dict()["batch_seconds"] == 800.0  # config.json
     assert probed == [(800, 20.0, torch.device("cuda", 0), True)]  # the base model, on the longest utterances
     assert "batch_seconds auto: 800 s per batch on Fake GPU (24 GiB, 15% kept free" in capsys.readouterr().out
 
 
 def test_batch_seconds_auto_is_60_on_a_cpu():
-    import train
+    from asr.settings import resolve_config
 
-    settings, _ = train.resolve_config(["--batch_seconds", "auto", "--device", "cpu"])
+    settings, _ = resolve_config(["--batch_seconds", "auto", "--device", "cpu"])
     assert settings.train.batch_seconds == 60.0
     with pytest.raises(SystemExit):  # argparse: neither a number nor auto
-        train.resolve_config(["--batch_seconds", "lots"])
+        resolve_config(["--batch_seconds", "lots"])
 
 
 def test_features_on_the_device_equal_the_loader_features(librispeech_fixtures):

@@ -13,6 +13,7 @@ import train
 from asr.checkpoint import model_state, save_checkpoint
 from asr.config import MODEL_PRESETS
 from asr.model import DeepSpeech2
+from asr.settings import resolve_config
 from asr.text import BLANK, LETTERS
 from asr.tokenizers import CharTokenizer
 
@@ -65,9 +66,7 @@ def test_flags_that_contradict_the_checkpoint_are_refused(tmp_path, tiny_set, so
     expected = r"of .*last.pt: --rnn_hidden 32 \(the checkpoint's is 64\), --model small \(the checkpoint's is tiny\)"
     with pytest.raises(ValueError, match=expected):
         train.main(_finetune(tiny_set, tmp_path / "ft", source, "--rnn_hidden", "32", "--model", "small"))
-    settings, _ = train.resolve_config(
-        _finetune(tiny_set, tmp_path / "ft", source, "--model", "tiny", "--rnn_layers", "1")
-    )
+    settings, _ = resolve_config(_finetune(tiny_set, tmp_path / "ft", source, "--model", "tiny", "--rnn_layers", "1"))
     assert settings.model == MODEL_PRESETS["tiny"]  # agreeing flags, and the folder recipe's default `small`, are fine
 
 

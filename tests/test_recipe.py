@@ -10,6 +10,7 @@ import train
 from asr.config import MODEL_PRESETS, RECIPE_SOURCES, RECIPES, TrainConfig
 from asr.model import DeepSpeech2
 from asr.optim import NO_DECAY, exponential, param_groups, regroup_state, scaled_lr
+from asr.settings import resolve_config
 
 
 def test_the_design_card_command_prints_the_recipe_with_each_values_source(tmp_path, monkeypatch, capsys):
@@ -57,8 +58,8 @@ def test_the_lr_follows_the_global_batch_by_the_square_root_rule_unless_given(mo
     assert scaled_lr(5e-4, 3200.0, 800.0) == pytest.approx(1e-3)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    settings, _ = train.resolve_config(["--dataset", "train-clean-100", "--device", "cpu", "--batch_seconds", "100"])
+    settings, _ = resolve_config(["--dataset", "train-clean-100", "--device", "cpu", "--batch_seconds", "100"])
     assert settings.train.lr == pytest.approx(5e-4 * math.sqrt(200 / 800))  # 2 processes x 100 s
-    given, _ = train.resolve_config(["--dataset", "train-clean-100", "--device", "cpu", "--lr", "1e-3"])
+    given, _ = resolve_config(["--dataset", "train-clean-100", "--device", "cpu", "--lr", "1e-3"])
     assert given.train.lr == 1e-3
-    assert train.resolve_config(["--device", "cpu"])[0].train.lr == TrainConfig.lr  # a folder run: no reference
+    assert resolve_config(["--device", "cpu"])[0].train.lr == TrainConfig.lr  # a folder run: no reference

@@ -17,6 +17,7 @@ from asr.augment import WAVE_AUGMENTATIONS
 from asr.config import AUGMENT_PRESETS, MODEL_PRESETS, TrainConfig
 from asr.data import BucketBatchSampler, DataReport, load_dataset
 from asr.errors import ASRError
+from asr.settings import resolve_config
 
 
 def _args(data, runs, *extra):
@@ -121,18 +122,18 @@ def test_tensorboard_gets_scalars_images_audio_and_predictions(tmp_path, tiny_se
 def test_the_design_card_command_gets_the_librispeech_recipe(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
-    settings, resumed = train.resolve_config(["--dataset", "train-clean-360", "--epochs", "50", "--device", "cpu"])
+    settings, resumed = resolve_config(["--dataset", "train-clean-360", "--epochs", "50", "--device", "cpu"])
     config = settings.train
     assert resumed is None and config.dataset == "train-clean-360" and config.epochs == 50
     assert settings.model == MODEL_PRESETS["base"] and settings.augment == AUGMENT_PRESETS["librispeech"]
     assert (config.model, config.augment, config.eval_every, config.eval_utterances) == ("base", "librispeech", 1, None)
     assert config.batch_seconds == 60.0 and config.num_workers == 3  # sized for a 4-core CPU machine
-    given, _ = train.resolve_config(["--dataset", "train-clean-100+/my/data", "--model", "small", "--num_workers", "0"])
+    given, _ = resolve_config(["--dataset", "train-clean-100+/my/data", "--model", "small", "--num_workers", "0"])
     assert (given.train.model, given.train.augment, given.train.num_workers) == ("small", "librispeech", 0)  # flags win
 
 
 def test_no_flags_stay_the_example_overfitting_check():
-    settings, _ = train.resolve_config([])
+    settings, _ = resolve_config([])
     config = settings.train
     assert config == dataclasses.replace(TrainConfig(), batch_seconds=20.0, num_workers=0)
     assert (config.dataset, config.model, config.augment) == ("data/example", "small", "none")
@@ -243,8 +244,9 @@ def test_an_epoch_whose_last_batch_fails_still_applies_its_pending_gradients(lib
     state = train.TrainState()
     config = TrainConfig(grad_accum=4, log_every=1000)
     log = train.TrainLog("unused", enabled=False)
-    stopped = train.train_epoch(model, optim, _FakeData(_batches(SHORTEST[:1])[0]), state, config,
-                                torch.device("cpu"), False, log, save=lambda name: None)  # fmt: skip
+    run = train.Run(model, None, optim, _FakeData(_batches(SHORTEST[:1])[0]), config, torch.device("cpu"), False, log,
+                    save=lambda name: None)  # fmt: skip
+    stopped = train.train_epoch(run, state)
     assert not stopped and state.step == 1 and state.load_errors == ["x.flac: cannot decode audio"]
     assert all(p.grad is None for p in model.parameters())  # nothing carries into the next epoch
 
