@@ -565,7 +565,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: bool = T
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
         kw = {
             "default": f.default if defaults else argparse.SUPPRESS,
-            "help": f.metadata.get("help", ""),
+            "help": f.metadata.get("help", "").replace("%", "%%"),  # argparse %-formats help texts
             "dest": f.name,
         }
         if "choices" in f.metadata:

@@ -17,6 +17,15 @@ def test_every_field_is_a_flag_with_its_default_in_help(capsys):
     assert "(default: data/example)" in text and "{tiny,small,base,stream}" in text
 
 
+def test_a_percent_sign_in_a_help_text_prints_as_written(capsys):
+    from asr.config import AugmentConfig
+
+    with pytest.raises(SystemExit):
+        parser_for(AugmentConfig).parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(frequency ratio in 1 % steps)" in text and "option_strings" not in text
+
+
 def test_parsing_spellings_and_round_trip():
     parser = parser_for(TrainConfig)
     config = from_args(TrainConfig, parser.parse_args(["--batch-seconds", "12.5", "--no_download", "--no-amp"]))
