@@ -41,7 +41,7 @@ from asr.decode import decode_grid, word_timestamps
 from asr.errors import ASRError, run_cli
 from asr.infer import batch_log_probs, decode_labellings, eval_loader, load_model, uses_amp
 from asr.librispeech import ensure_splits
-from asr.lm import load_lm
+from asr.lm import NGramLM, load_lm
 from asr.metrics import SOURCE_FILE, score
 from asr.model import feature_extractor, frame_rate
 from asr.predictions import clear_previous, write_text
@@ -218,15 +218,61 @@ def source_record(config: InferenceConfig, decode_config: DecodeConfig) -> dict:
             "checkpoint": config.onnx or config.checkpoint, "decoder": decode_config.decoder}  # fmt: skip
 
 
+@dataclasses.dataclass
+class Outputs:
+    """The acoustic model's output for every utterance read: from audio, from streams, or from saved log-probs."""
+
+    log_probs: dict[str, np.ndarray]  # id -> (T', V)
+    references: dict[str, str | None]  # id -> transcript, None where there is none
+    tokenizer: Tokenizer
+    rate: float  # output frames per second
+    streamed: dict | None = None  # --stream: {id: (text, labelling)} as each stream finished
+
+
 def main(argv: list[str] | None = None) -> int:
+    config, decode_config = read_flags(argv)
+    lm = decoder_lm(decode_config, config.grid_alphas)
+    config = with_checkpoint(config)
+    report = DataReport()
+    outputs = model_outputs(config, decode_config, lm, report)
+    if config.save_logits:
+        save_logits(Path(config.save_logits), outputs.log_probs, outputs.references, outputs.tokenizer, outputs.rate)
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.grid_alphas:
+        result = grid_search(outputs.log_probs, outputs.references, outputs.tokenizer, config, decode_config, lm)
+        (out / "grid.json").write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+
+    if not outputs.log_probs:
+        if report.summary():
+            print(f"data report:\n{report.summary()}", file=sys.stderr)
+        raise ASRError(f"no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
+    predictions = decode_and_write(out, outputs, config, decode_config, lm, report.failed)
+    score_predictions(out, predictions, outputs.references, config, decode_config, report.failed)
+    if report.summary():
+        print(f"data report:\n{report.summary()}")
+    if report.failed:
+        print(f"{len(report.failed)} file(s) could not be transcribed (listed above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def read_flags(argv: list[str] | None) -> tuple[InferenceConfig, DecodeConfig]:
+    """Flags -> (InferenceConfig, DecodeConfig); exactly one source of audio or log-probs."""
     args = parser_for(InferenceConfig, DecodeConfig, description=__doc__).parse_args(argv)
     config, decode_config = from_args(InferenceConfig, args), from_args(DecodeConfig, args)
     if sum(x is not None for x in (config.data_dir, config.dataset, config.logits)) != 1:
         raise ASRError(
             "give exactly one of --data_dir DIR (audio/ + optional transcriptions/), --dataset SPLIT, --logits DIR"
         )
-    lm = None
-    if decode_config.decoder == "beam_lm" or config.grid_alphas:
+    return config, decode_config
+
+
+def decoder_lm(decode_config: DecodeConfig, grid_alphas: str | None) -> NGramLM | None:
+    """The --lm that --decoder beam_lm and --grid_alphas need (None for the other decoders, which refuse one)."""
+    if decode_config.decoder == "beam_lm" or grid_alphas:
         if decode_config.lm is None:
             raise ASRError(
                 "--decoder beam_lm and --grid_alphas need --lm FILE (build one: python -m asr.lm build --help)"
@@ -234,72 +280,85 @@ def main(argv: list[str] | None = None) -> int:
         tic = time.perf_counter()
         lm = load_lm(decode_config.lm, backend=decode_config.lm_backend)
         print(f"LM {decode_config.lm}: {type(lm).__name__}, loaded in {time.perf_counter() - tic:.1f} s")
-    elif decode_config.lm is not None:
+        return lm
+    if decode_config.lm is not None:
         raise ASRError("--lm is only used by --decoder beam_lm; add it (or drop --lm)")
+    return None
 
+
+def with_checkpoint(config: InferenceConfig) -> InferenceConfig:
+    """--checkpoint or --onnx, not both; with neither (and no --logits) the newest checkpoint, named when loaded."""
     if config.onnx and config.checkpoint:
         sys.exit("give --checkpoint or --onnx, not both")
     if config.checkpoint is None and not config.logits and not config.onnx:
-        config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so below
-    report = DataReport()
-    streamed = None  # --stream: {id: (text, labelling)} as each stream finished
+        config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))
+    return config
+
+
+def model_outputs(
+    config: InferenceConfig, decode_config: DecodeConfig, lm: NGramLM | None, report: DataReport
+) -> Outputs:
+    """Log-probs of every utterance: read back from --logits, streamed (--stream), or from the model in batches."""
     if config.logits:
-        log_probs, references, tokenizer, rate = load_logits(Path(config.logits), report)
-    elif config.stream:
-        log_probs, references, tokenizer, rate, streamed = stream_files(config, decode_config, lm, report)
-    else:
-        log_probs, references, tokenizer, rate = run_model(config, report)
-    if config.save_logits:
-        save_logits(Path(config.save_logits), log_probs, references, tokenizer, rate)
+        return Outputs(*load_logits(Path(config.logits), report))
+    if config.stream:
+        return Outputs(*stream_files(config, decode_config, lm, report))
+    return Outputs(*run_model(config, report))
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if config.grid_alphas:
-        result = grid_search(log_probs, references, tokenizer, config, decode_config, lm)
-        (out / "grid.json").write_text(json.dumps(result, indent=2) + "\n")
-        return 0
 
-    if not log_probs:
-        if report.summary():
-            print(f"data report:\n{report.summary()}", file=sys.stderr)
-        raise ASRError(f"no audio could be transcribed in {config.logits or config.data_dir or config.dataset}")
-    ids = sorted(log_probs)
-    labellings = streamed or dict(
-        zip(ids, decode_labellings([log_probs[i] for i in ids], tokenizer, decode_config, lm), strict=True)
-    )
-    predictions = {utt_id: text for utt_id, (text, _) in labellings.items()}
+def decode_and_write(
+    out: Path,
+    outputs: Outputs,
+    config: InferenceConfig,
+    decode_config: DecodeConfig,
+    lm: NGramLM | None,
+    failed: list[str],
+) -> dict[str, str]:
+    """Decode every utterance (--stream: its stream's final result), replace the previous run's files in `out` with
+    <id>.txt (+ <id>.json) and inference.json; returns {id: text}. Files that cannot be written go to `failed`."""
+    ids = sorted(outputs.log_probs)
+    labellings = outputs.streamed or dict(
+        zip(ids, decode_labellings([outputs.log_probs[i] for i in ids], outputs.tokenizer, decode_config, lm),
+            strict=True)
+    )  # fmt: skip
     stale = clear_previous(out)  # the previous run's files: none of them may be scored with this run's
     if stale:
         print(f"removed {stale} prediction files of the previous run in {out}/")
-    written = write_predictions(out, labellings, log_probs, tokenizer, decode_config, rate, report.failed)
+    written = write_predictions(out, labellings, outputs.log_probs, outputs.tokenizer, decode_config, outputs.rate,
+                                failed)  # fmt: skip
     record = source_record(config, decode_config) | {"written": written}
     atomic_write_text(out / SOURCE_FILE, json.dumps(record, indent=2) + "\n")
     others = sorted(p.name for p in set(out.glob("*.txt")) - {out / f"{i}.txt" for i in written})
     if others:
         print(f"note: {len(others)} <id>.txt files in {out}/ were not written by this run ({', '.join(others[:3])}"
               f"{' ...' if len(others) > 3 else ''}); calc_metrics.py ignores them")  # fmt: skip
+    return {utt_id: text for utt_id, (text, _) in labellings.items()}
 
-    # Score every utterance that has a reference; one that failed to load counts as an empty prediction,
-    # so failures cannot flatter the WER.
+
+def score_predictions(
+    out: Path,
+    predictions: dict[str, str],
+    references: dict[str, str | None],
+    config: InferenceConfig,
+    decode_config: DecodeConfig,
+    failed: list[str],
+) -> None:
+    """Print corpus WER/CER and write <out>/metrics.json, when any utterance has a reference. One that failed to
+    load counts as an empty prediction, so failures cannot flatter the WER."""
     pairs = [(text, predictions.get(utt_id, "")) for utt_id, text in sorted(references.items()) if text is not None]
-    if pairs:
-        scores = score(pairs)
-        print(scores)
-        metrics = {
-            "checkpoint": None if config.logits else config.onnx or config.checkpoint,
-            "data": config.logits or config.data_dir or config.dataset,
-            "decoding": dataclasses.asdict(decode_config),
-            **scores.as_dict(),
-            "scored_as_empty_because_unreadable": sum(i not in predictions for i, t in references.items() if t),
-            "failed": report.failed,
-        }
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    if report.summary():
-        print(f"data report:\n{report.summary()}")
-    if report.failed:
-        print(f"{len(report.failed)} file(s) could not be transcribed (listed above)", file=sys.stderr)
-        return 1
-    return 0
+    if not pairs:
+        return
+    scores = score(pairs)
+    print(scores)
+    metrics = {
+        "checkpoint": None if config.logits else config.onnx or config.checkpoint,
+        "data": config.logits or config.data_dir or config.dataset,
+        "decoding": dataclasses.asdict(decode_config),
+        **scores.as_dict(),
+        "scored_as_empty_because_unreadable": sum(i not in predictions for i, t in references.items() if t),
+        "failed": failed,
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
 
 def _main_without_gradients(argv: list[str] | None) -> int:
