@@ -8,7 +8,8 @@
 #
 # The pretraining run is the README's `--augment default` benchmark run (same flags), so it also re-measures it.
 #
-# Writes runs/ft-*, preds/ft-* and prints one line per (set, start, decoder): WER/CER and word counts.
+# Writes runs/ft-*, preds/ft-*/ (benchmarks/decode_and_score.py: logits/, greedy/, beam_lm/, summary.json) and prints
+# one line per (set, start, decoder): WER/CER and word counts.
 set -euo pipefail
 pretrain_epochs=${1:-9}
 epochs=${2:-40}  # on AN4 and LJSpeech (30 s and 164 s of training audio)
@@ -26,14 +27,9 @@ mkdir -p lm runs
 [ -f runs/ft-pretrain/best.pt ] || python train.py --dataset corpus/train --eval_dataset corpus/dev --run_name ft-pretrain \
     --epochs "$pretrain_epochs" --batch_seconds 60 --eval_every "$pretrain_epochs" --augment default --no-tensorboard
 
-decode() {  # decode NAME CHECKPOINT TEST LM: greedy and beam + LM on TEST
-    local name=$1 checkpoint=$2 test=$3 lm=$4
-    for decoder in greedy beam_lm; do
-        local flags=()
-        [ "$decoder" = beam_lm ] && flags=(--lm "$lm" --alpha 0.5 --beta 1)
-        python inference.py --data_dir "$test" --checkpoint "$checkpoint" --out "preds/$name-$decoder" \
-            --decoder "$decoder" "${flags[@]}" | grep WER | sed "s|^|$name $decoder: |"
-    done
+decode() {  # decode NAME CHECKPOINT TEST LM: greedy and beam + LM on TEST, a line "NAME DECODER: WER ..." each
+    python -m benchmarks.decode_and_score --checkpoint "$2" --data_dir "$3" --out "preds/$1" --decoders greedy,beam_lm \
+        --lm "$4" --alpha 0.5 --beta 1 --label "$1"
 }
 
 run() {  # run NAME TRAIN TEST LM EXTRA_FLAGS...: train on TRAIN, then decode TEST

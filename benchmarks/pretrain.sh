@@ -9,7 +9,7 @@
 #
 # Needs espeak-ng, flite and festival (apt-get install espeak-ng flite festival festvox-kallpc16k
 # festvox-kdlpc16k festvox-us-slt-hts). Writes mixed/ (the corpus), yardstick/, lm/mixed3.arpa,
-# runs/pretrain-mixed/best.pt (the checkpoint: fine-tune it with `python train.py --init_from`), preds/pretrain-*.
+# runs/pretrain-mixed/best.pt (the checkpoint: fine-tune it with `python train.py --init_from`), preds/pretrain-*/.
 # A step that has already produced its output is skipped, so an interrupted run resumes where it stopped.
 set -euo pipefail
 epochs=${1:-9}
@@ -27,13 +27,9 @@ python -m benchmarks.yardstick score --checkpoint "$run/best.pt" --yardstick yar
 mkdir -p lm
 cp preds/pretrain-yardstick/lm-train3.arpa lm/mixed3.arpa
 # The synthetic tests, one clean and one noisy set per engine family (unseen voices, unseen sentences).
-for test in mixed/test-*; do
+for test in mixed/test-*; do  # a line "NAME DECODER: WER ..." per decoder (benchmarks/decode_and_score.py)
     name=$(basename "$test")
-    for decoder in greedy beam_lm; do
-        flags=()
-        [ "$decoder" = beam_lm ] && flags=(--lm lm/mixed3.arpa --alpha 0.5 --beta 1)
-        python inference.py --data_dir "$test" --checkpoint "$run/best.pt" --out "preds/pretrain-$name-$decoder" \
-            --decoder "$decoder" "${flags[@]}" | grep WER | sed "s|^|$name $decoder: |"
-    done
+    python -m benchmarks.decode_and_score --checkpoint "$run/best.pt" --data_dir "$test" --out "preds/pretrain-$name" \
+        --decoders greedy,beam_lm --lm lm/mixed3.arpa --alpha 0.5 --beta 1 --label "$name"
 done
 echo "pretrained checkpoint: $run/best.pt (yardstick: preds/pretrain-yardstick/yardstick.json)"

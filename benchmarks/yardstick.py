@@ -14,7 +14,8 @@ greedy decoding and with beam search + a word 3-gram LM.
 readers refuse symbolic links that leave a dataset folder),
 yardstick/transcriptions/<same id>.txt (the meta.json text) and yardstick/sources.json (per source:
 utterances, speakers, seconds, words, origin, licence). `score` writes OUT/greedy/, OUT/beam_lm/ (inference.py's
-predictions and metrics.json), OUT/logits/ (the model runs once; both decoders read its outputs) and
+predictions and metrics.json), OUT/logits/ (benchmarks/decode_and_score.py: the model runs once; both decoders
+read its outputs), OUT/summary.json and
 OUT/yardstick.json, and prints a Markdown table. The LM should come from text that holds none of the
 yardstick's sentences: the synthetic corpus's training transcripts (a book) qualify.
 """
@@ -31,6 +32,7 @@ from asr.data import DataReport, read_transcripts
 from asr.errors import ASRError, run_cli
 from asr.metrics import Scores, score
 from asr.text import normalize
+from benchmarks.decode_and_score import decode_and_score
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,16 +139,9 @@ def score_checkpoint(
     """Transcribe the yardstick with `checkpoint` (inference.py), decode greedy and, with an LM, beam + LM."""
     if not (yardstick / SOURCES_FILE).is_file():
         raise ASRError(f"{yardstick}: no {SOURCES_FILE} — run `python -m benchmarks.yardstick assemble` first")
-    logits = out / "logits"
-    common = ["inference.py", "--checkpoint", str(checkpoint)]
-    _python([*common, "--data_dir", str(yardstick), "--save_logits", str(logits), "--out", str(out / "greedy")])
-    decoders = ["greedy"]
-    if lm is not None:
-        lm_flags = ["--lm", str(lm), "--alpha", str(alpha), "--beta", str(beta), "--beam_size", str(beam_size)]
-        _python(
-            ["inference.py", "--logits", str(logits), "--out", str(out / "beam_lm"), "--decoder", "beam_lm", *lm_flags]
-        )
-        decoders.append("beam_lm")
+    decoders = ["greedy"] + (["beam_lm"] if lm is not None else [])
+    if decode_and_score(checkpoint, yardstick, out, decoders, lm, alpha, beta, beam_size, label="yardstick")["status"]:
+        raise ASRError(f"{yardstick}: some recordings could not be transcribed — see {out / 'greedy.log'}")
     report = DataReport()
     references = read_transcripts(yardstick / "transcriptions", report)
     results = {}
