@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
             "audio_seconds": state.audio_seconds}  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------- configuration
+# ---------------------------------------------------------------------------------------------- run set-up
 
 
 def run_folder(config: TrainConfig) -> Path:
