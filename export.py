@@ -24,10 +24,15 @@ from asr.errors import run_cli
 def main(argv: list[str] | None = None) -> int:
     config = from_args(ExportConfig, parser_for(ExportConfig, description=__doc__).parse_args(argv))
     from asr.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint  # after argparse: --help
-    from asr.export import export_verified  # stays instant without importing torch
+    from asr.export import ExportError, export_stream_verified, export_verified  # stays instant without torch
 
     checkpoint = Path(config.checkpoint) if config.checkpoint else find_checkpoint()
     network, tokenizer = model_from_checkpoint(load_checkpoint(checkpoint))
+    if config.streaming:
+        if config.quantize != "none":
+            raise ExportError(f"--quantize {config.quantize}: not available with --streaming yet — export fp32")
+        export_stream_verified(network, tokenizer, checkpoint, Path(config.out), config.data_dir)
+        return 0
     export_verified(network, tokenizer, checkpoint, Path(config.out), config.quantize, config.data_dir)
     return 0
 

@@ -97,7 +97,7 @@ def test_metadata_round_trip_and_a_file_without_it_is_refused(tmp_path):
     assert (back["model_config"], back["frame_rate"], back["quantization"], back["source"]) == (config, 25.0, "int8",
                                                                                                   "x.pt")  # fmt: skip
     with pytest.raises(OnnxModelError, match="newer than this code reads"):
-        read_metadata(props | {"asr.format_version": "2"}, "m.onnx")
+        read_metadata(props | {"asr.format_version": "3"}, "m.onnx")
 
     bare = tmp_path / "bare.onnx"
     export_onnx(DeepSpeech2(MODEL_PRESETS["tiny"]), bare)  # the graph alone, no metadata
