@@ -30,11 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from asr.atomic import atomic_write_text
-from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
 from asr.decode import decode_grid, word_timestamps
@@ -43,7 +41,6 @@ from asr.infer import batch_log_probs, decode_labellings, eval_loader, load_mode
 from asr.librispeech import ensure_splits
 from asr.lm import load_lm
 from asr.metrics import SOURCE_FILE, score
-from asr.model import feature_extractor, frame_rate
 from asr.predictions import clear_previous, write_text
 from asr.stream import stream_files
 from asr.tokenizers import Tokenizer, tokenizer_from_state
@@ -57,6 +54,8 @@ def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, 
     """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer, output frames per s)."""
     if config.onnx:
         return run_onnx_model(config, report)
+    from asr.model import feature_extractor, frame_rate  # here: --onnx never imports torch
+
     model = load_model(config.checkpoint, config.device, config.amp)
     precision = "fp16 autocast, as train.py evaluates" if uses_amp(model.device, model.amp) else "fp32"
     print(f"checkpoint: {config.checkpoint} ({model.device}, {precision})")
@@ -240,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.onnx and config.checkpoint:
         sys.exit("give --checkpoint or --onnx, not both")
     if config.checkpoint is None and not config.logits and not config.onnx:
+        from asr.checkpoint import find_checkpoint
+
         config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so below
     report = DataReport()
     streamed = None  # --stream: {id: (text, labelling)} as each stream finished
@@ -302,10 +303,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _main_without_gradients(argv: list[str] | None) -> int:
-    with torch.inference_mode():
-        return main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(_main_without_gradients))
+if __name__ == "__main__":  # no torch.inference_mode here: the network runs under it (asr.infer, asr.stream) and
+    sys.exit(run_cli(main))  # --onnx never imports torch
