@@ -238,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if config.onnx and config.checkpoint:
         sys.exit("give --checkpoint or --onnx, not both")
+    if config.onnx and config.stream:
+        raise ASRError(f"--onnx {config.onnx} with --stream: not supported — pass the streaming checkpoint with "
+                       "--checkpoint, or stream the export in Python: asr.Stream(asr.load_model(path))")  # fmt: skip
     if config.checkpoint is None and not config.logits and not config.onnx:
         from asr.checkpoint import find_checkpoint
 

@@ -16,9 +16,11 @@ from test_stream import CHARS, TINY_STREAM, offline_log_probs, random_stream_mod
 
 import asr
 import export
+import inference
 from asr.audio import load_audio
 from asr.checkpoint import model_state, save_checkpoint
 from asr.config import MODEL_PRESETS, DecodeConfig
+from asr.errors import ASRError
 from asr.export import ExportError, export_checkpoint_metadata, stream_spec
 from asr.lm import load_lm
 from asr.model import DeepSpeech2
@@ -185,3 +187,17 @@ def test_asr_stream_runs_the_export_without_importing_torch(exported, speech, tm
     reference = Stream(asr.load_model(checkpoint, device="cpu"), decoder="beam", beam_size=8)
     feed(reference, speech, [5120])
     assert result == {"text": reference.text, "frames": len(reference.log_probs)}
+
+
+def test_inference_refuses_onnx_with_stream_instead_of_taking_another_model(exported, tmp_path):
+    _, out, _ = exported
+    with pytest.raises(ASRError, match="with --stream: not supported — pass the streaming checkpoint"):
+        inference.main(["--onnx", str(out), "--stream", "--data_dir", str(EXAMPLE), "--out", str(tmp_path / "p")])
+
+
+def test_quantizing_a_streaming_export_is_refused(exported, tmp_path):
+    checkpoint, _, _ = exported
+    with pytest.raises(ExportError, match="--quantize int8: not available with --streaming yet — export fp32"):
+        export.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "q.onnx"), "--streaming", "--quantize",
+                     "int8"])  # fmt: skip
+    assert not list(tmp_path.iterdir())
