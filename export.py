@@ -3,6 +3,7 @@
     python export.py --checkpoint runs/example/best.pt --out model.onnx
     python export.py --checkpoint runs/example/best.pt --out model-int8.onnx --quantize int8
     python inference.py --onnx model.onnx --data_dir data/example --out preds    # onnxruntime, no torch model
+    python export.py --checkpoint runs/stream/best.pt --out stream.onnx --streaming  # a step graph for asr.Stream
 
 The file holds the network (batch and time axes dynamic) and, in its metadata, the tokenizer, model config,
 sample rate, frame rate and a format version: `asr.load_model("model.onnx")` needs nothing else, and runs with
@@ -12,6 +13,10 @@ Before the file is written: onnxruntime runs generated inputs (batch 1 and 3, 1 
 log-probability difference from PyTorch is printed (refused above 1e-4); then every recording of --data_dir is
 transcribed greedily by both, and any differing transcript is refused. With --quantize int8 the fp32 graph passes
 those checks first, and the int8 one is judged by WER/CER against PyTorch's on --data_dir (printed, not refused).
+With --streaming (a streaming checkpoint: train.py --model stream) the file is one step of the network with its
+states as inputs and outputs (asr/onnx_stream.py), checked as a stream fed in several chunkings against the offline
+PyTorch forward (refused above 1e-4) and by greedy transcripts of --data_dir; `asr.Stream(asr.load_model(path))`
+runs it without torch.
 """
 
 import sys

@@ -11,6 +11,10 @@ Verification (`check_log_probs`, `check_transcripts`) runs before the file is wr
 PyTorch on generated inputs of several lengths and batch sizes (max absolute log-prob difference, refused above
 `TOLERANCE`), then greedy transcripts of a folder of recordings, which must be identical. int8 models
 (`quantize_int8`: convolutions and the output layer in int8, static or dynamic) are judged by WER/CER instead.
+
+A streaming model exports as one step of the network (`StreamStep`, `export_stream_verified`): its convolution,
+recurrent and lookahead buffers are graph inputs and outputs, the same exporter traces it once, and the stream that
+asr/onnx_stream.py drives with it is checked against the offline PyTorch forward over several chunkings.
 """
 
 import dataclasses
