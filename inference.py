@@ -30,11 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from asr.atomic import atomic_write_text
-from asr.checkpoint import find_checkpoint
 from asr.config import DecodeConfig, InferenceConfig, from_args, parser_for
 from asr.data import DataReport, load_dataset, read_transcripts, spare_cpu_workers
 from asr.decode import decode_grid, word_timestamps
@@ -43,7 +41,6 @@ from asr.infer import batch_log_probs, decode_labellings, eval_loader, load_mode
 from asr.librispeech import ensure_splits
 from asr.lm import NGramLM, load_lm
 from asr.metrics import SOURCE_FILE, score
-from asr.model import feature_extractor, frame_rate
 from asr.predictions import clear_previous, write_text
 from asr.stream import stream_files
 from asr.tokenizers import Tokenizer, tokenizer_from_state
@@ -57,6 +54,8 @@ def run_model(config: InferenceConfig, report: DataReport) -> tuple[dict, dict, 
     """Checkpoint + audio -> ({id: (T, V) log-probs}, {id: reference or None}, tokenizer, output frames per s)."""
     if config.onnx:
         return run_onnx_model(config, report)
+    from asr.model import feature_extractor, frame_rate  # here: --onnx never imports torch
+
     model = load_model(config.checkpoint, config.device, config.amp)
     precision = "fp16 autocast, as train.py evaluates" if uses_amp(model.device, model.amp) else "fp32"
     print(f"checkpoint: {config.checkpoint} ({model.device}, {precision})")
@@ -290,8 +289,13 @@ def with_checkpoint(config: InferenceConfig) -> InferenceConfig:
     """--checkpoint or --onnx, not both; with neither (and no --logits) the newest checkpoint, named when loaded."""
     if config.onnx and config.checkpoint:
         sys.exit("give --checkpoint or --onnx, not both")
+    if config.onnx and config.stream:
+        raise ASRError(f"--onnx {config.onnx} with --stream: not supported — pass the streaming checkpoint with "
+                       "--checkpoint, or stream the export in Python: asr.Stream(asr.load_model(path))")  # fmt: skip
     if config.checkpoint is None and not config.logits and not config.onnx:
-        config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))
+        from asr.checkpoint import find_checkpoint
+
+        config = dataclasses.replace(config, checkpoint=str(find_checkpoint()))  # the newest; say so when loaded
     return config
 
 
@@ -361,10 +365,5 @@ def score_predictions(
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
 
-def _main_without_gradients(argv: list[str] | None) -> int:
-    with torch.inference_mode():
-        return main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(_main_without_gradients))
+if __name__ == "__main__":  # no torch.inference_mode here: the network runs under it (asr.infer, asr.stream) and
+    sys.exit(run_cli(main))  # --onnx never imports torch

@@ -207,13 +207,20 @@ def log_mel(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
     The ONNX runtime's front end (asr/onnx_runtime.py), so that transcribing needs no torch: the same centered
     STFT (zero padding, periodic Hann window of WIN_LENGTH centred in N_FFT), power spectrum, HTK mel filters
     without area normalisation, log with LOG_FLOOR and per-utterance normalisation, computed in float64."""
-    audio = np.asarray(audio, dtype=np.float64)
-    padded = np.pad(audio, N_FFT // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]  # (frames, N_FFT)
-    power = np.abs(np.fft.rfft(frames * _stft_window(), axis=1)) ** 2  # (frames, N_FFT // 2 + 1)
-    logmel = np.log(power @ mel_filterbank(n_mels) + LOG_FLOOR)  # (frames, n_mels)
+    logmel = log_mel_energies(np.pad(np.asarray(audio, dtype=np.float64), N_FFT // 2), n_mels)  # (frames, n_mels)
     mean, std = logmel.mean(axis=0), logmel.std(axis=0)
     return ((logmel - mean) / (std + 1e-5)).astype(np.float32)
+
+
+def log_mel_energies(samples: np.ndarray, n_mels: int) -> np.ndarray:
+    """(samples,) -> (frames, n_mels) float64 log-mel energies of every complete window, no padding and no
+    normalisation: `LogMel(center=False).log_mel` in numpy (the streaming ONNX runtime frames a stream with it)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if len(samples) < N_FFT:
+        return np.zeros((0, n_mels))
+    frames = np.lib.stride_tricks.sliding_window_view(samples, N_FFT)[::HOP_LENGTH]  # (frames, N_FFT)
+    power = np.abs(np.fft.rfft(frames * _stft_window(), axis=1)) ** 2  # (frames, N_FFT // 2 + 1)
+    return np.log(power @ mel_filterbank(n_mels) + LOG_FLOOR)  # (frames, n_mels)
 
 
 @functools.cache

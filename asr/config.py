@@ -507,6 +507,11 @@ class ExportConfig:
     data_dir: str = _f(
         "data/example", "recordings (audio/ + transcriptions/) whose greedy transcripts must match PyTorch's"
     )
+    streaming: bool = _f(
+        False,
+        "export a streaming model (--model stream) as a step graph with its states as inputs/outputs, for asr.Stream"
+        " on onnxruntime (asr/onnx_stream.py)",
+    )
 
 
 # A resumed run continues its batches, its schedule and its weights: these cannot change with --resume

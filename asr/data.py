@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, LogMel, load_audio, num_frames
 from asr.errors import ASRError
@@ -301,8 +300,8 @@ def ctc_min_frames(target: list[int]) -> int:
     return len(target) + sum(a == b for a, b in zip(target, target[1:], strict=False))
 
 
-class SpeechDataset(torch.utils.data.Dataset):
-    """Utterance index -> dict(features (T, n_mels), target ids, id).
+class SpeechDataset:  # not a torch Dataset subclass: listing a folder (inference.py --onnx) imports no torch
+    """Utterance index -> dict(features (T, n_mels), target ids, id): a map-style dataset for torch's DataLoader.
 
     Augmentation randomness comes from `np.random.default_rng([seed, epoch, index])`, so
     a resumed run reproduces exactly the augmentations of an uninterrupted one. Set
@@ -329,6 +328,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         return len(self.utterances)
 
     def __getitem__(self, index: int) -> dict:
+        import torch
+
         utt = self.utterances[index]
         try:
             audio = load_audio(utt.audio_path)
@@ -349,6 +350,8 @@ def collate(items: list[dict]) -> dict:
 
     features (B, T_max, n_mels) zero-padded, feature_lengths (B,), targets (B, S_max), target_lengths (B,).
     """
+    import torch
+
     good = [it for it in items if "error" not in it]
     batch = {"errors": [it["error"] for it in items if "error" in it], "ids": [it["id"] for it in good]}
     if not good:
@@ -364,8 +367,9 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
-class BucketBatchSampler(torch.utils.data.Sampler):
-    """Batches of similar-length utterances holding at most `batch_seconds` of audio each.
+class BucketBatchSampler:
+    """Batches of similar-length utterances holding at most `batch_seconds` of audio each (a DataLoader's
+    batch_sampler).
 
     Epoch 0 with `sortagrad` runs shortest-first (SortaGrad: easy short utterances
     first stabilise early CTC training); later epochs sort by jittered duration, so

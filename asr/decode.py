@@ -281,7 +281,8 @@ def _as_arrays(log_probs: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarra
 
 def _is_tensor(x: object) -> bool:
     """Whether x is a torch tensor, without importing torch (a tensor exists only if torch was imported)."""
-    return "torch" in sys.modules and isinstance(x, sys.modules["torch"].Tensor)
+    torch = sys.modules.get("torch")  # None where imports of torch are blocked (tests/test_export.py)
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _run(arrays, options, tokenizer, workers, lm, mp_context, nbest) -> list[list[Hypothesis]]:

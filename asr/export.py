@@ -11,6 +11,10 @@ Verification (`check_log_probs`, `check_transcripts`) runs before the file is wr
 PyTorch on generated inputs of several lengths and batch sizes (max absolute log-prob difference, refused above
 `TOLERANCE`), then greedy transcripts of a folder of recordings, which must be identical. int8 models
 (`quantize_int8`: convolutions and the output layer in int8, static or dynamic) are judged by WER/CER instead.
+
+A streaming model exports as one step of the network (`StreamStep`, `export_stream_verified`): its convolution,
+recurrent and lookahead buffers are graph inputs and outputs, the same exporter traces it once, and the stream that
+asr/onnx_stream.py drives with it is checked against the offline PyTorch forward over several chunkings.
 """
 
 import dataclasses
@@ -22,13 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from asr.audio import SAMPLE_RATE, load_audio, log_mel
 from asr.decode import greedy_labelling
 from asr.errors import ASRError
 from asr.metrics import Scores, score
-from asr.model import DeepSpeech2, frame_rate
-from asr.onnx_runtime import INPUTS, OUTPUTS, OnnxRecognizer, load_onnx, metadata
+from asr.model import CLIP, CONV2, DeepSpeech2, MaskedBatchNorm, _conv_out, conv_time_pads, frame_rate
+from asr.onnx_runtime import INPUTS, OUTPUTS, OnnxRecognizer, load_onnx, metadata, stream_metadata
+from asr.onnx_stream import LOG_PROBS, STEP_INPUTS, StreamSpec
 from asr.tokenizers import Tokenizer
 
 OPSET = 17  # onnxruntime >= 1.12 runs it; GRU and LSTM export with dynamic axes at this opset
@@ -242,3 +248,191 @@ def report_int8(fp32: Transcripts, int8: Transcripts) -> None:
         print(f"  {name:<17} WER {100 * scores.wer:6.2f} %  CER {100 * scores.cer:6.2f} %")
     wer, cer = 100 * (int8.scores.wer - fp32.scores.wer), 100 * (int8.scores.cer - fp32.scores.cer)
     print(f"  int8 - fp32       WER {wer:+6.2f}    CER {cer:+6.2f}  (percentage points)")
+
+
+# ---------------------------------------------------------------------------------------------- streaming export
+
+
+class StreamStep(torch.nn.Module):
+    """One step of a streaming network (eval mode, batch 1), the graph `export.py --streaming` writes: the inputs
+    and outputs asr/onnx_stream.py describes. The same arithmetic as `DeepSpeech2.forward` and asr.stream's
+    `_StreamEncoder`, with every buffer of fixed or stated size so that the graph has no branch: the first
+    convolution runs over the window the runtime gives it, the second over its state + the new frames."""
+
+    def __init__(self, network: DeepSpeech2) -> None:
+        super().__init__()
+        self.network = network.eval()
+        self.lstm = network.config.rnn_type == "lstm"
+        self.tau = network.config.lookahead
+
+    def forward(self, features: torch.Tensor, valid1: torch.Tensor, valid2: torch.Tensor, *states: torch.Tensor):
+        net = self.network
+        conv2_state, hidden, *rest = states
+        cell = rest.pop(0) if self.lstm else None
+        ahead = rest.pop(0) if self.tau else None
+        x = _time_conv(features.transpose(1, 2).unsqueeze(1), net.conv1)  # (1, C, F', m)
+        x = torch.clamp(_batch_norm(net.bn1, x), 0, CLIP)
+        x = x * _first(x, valid1)  # frames after the end are the second convolution's zero padding
+        buffer = torch.cat([conv2_state, x], dim=-1)  # (1, C, F', P + m)
+        new_conv2 = buffer[..., 1 - net.conv2.kernel_size[1] :]  # its last K - 1 frames
+        x = torch.clamp(_batch_norm(net.bn2, _time_conv(buffer, net.conv2)), 0, CLIP).flatten(1, 2)  # (1, C F'', c)
+        hiddens, cells = [], []
+        for i, (norm, rnn) in enumerate(zip(net.rnn_norms, net.rnns, strict=True)):
+            if isinstance(norm, MaskedBatchNorm):
+                x = _batch_norm(norm, x)
+            state = (hidden[i : i + 1], cell[i : i + 1]) if self.lstm else hidden[i : i + 1]
+            out, state = rnn.forward_rnn(x.transpose(1, 2), state)  # (1, c, H)
+            hiddens.append(state[0] if self.lstm else state)
+            cells += [state[1]] if self.lstm else []
+            x = out.transpose(1, 2)  # (1, H, c)
+        new_states = [new_conv2, torch.cat(hiddens)] + ([torch.cat(cells)] if self.lstm else [])
+        x = x * _first(x, valid2)  # frames after the end are the lookahead's zero padding (without one: none come)
+        if self.tau:
+            x = torch.cat([ahead, x], dim=-1)  # (1, H, tau + c)
+            new_states.append(x[..., -self.tau :])
+            x = F.conv1d(x, net.lookahead.weight, groups=x.shape[1])  # (1, H, c)
+        x = _batch_norm(net.head_norm, x).transpose(1, 2)  # (1, c, H)
+        return (net.head(x).float().log_softmax(dim=-1), *new_states)
+
+
+def _time_conv(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    """A convolution without time padding (the step's buffers hold it), its frequency padding kept."""
+    return F.conv2d(x, conv.weight, None, conv.stride, (conv.padding[0], 0))
+
+
+def _batch_norm(norm: MaskedBatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """MaskedBatchNorm in eval mode with every frame valid (the same arithmetic, no mask)."""
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - norm.running_mean.view(shape)) * torch.rsqrt(norm.running_var.view(shape) + norm.eps)
+    return y * norm.weight.view(shape) + norm.bias.view(shape)
+
+
+def _first(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """(T,) mask over the last axis of x: 1 for the first `count` frames, 0 after."""
+    return (torch.arange(x.shape[-1]) < count).to(x.dtype)
+
+
+def stream_spec(network: DeepSpeech2) -> StreamSpec:
+    """The chunk/frames contract of `network`'s step graph (metadata of the file)."""
+    config = network.config
+    (past1, _), (past2, future2) = conv_time_pads(config)
+    freq = _conv_out(config.n_mels, network.conv1_spec, 0)  # of the first convolution's output
+    layers, hidden = config.rnn_layers, config.rnn_hidden
+    states = {"conv2_state": [1, config.conv_channels, int(freq), past2], "hidden": [layers, 1, hidden]}
+    if config.rnn_type == "lstm":
+        states["cell"] = [layers, 1, hidden]
+    if config.lookahead:
+        states["lookahead_state"] = [1, hidden, config.lookahead]
+    return StreamSpec(kernel=CONV2[0][1], time_stride=config.time_stride, conv1_past=past1, conv2_future=future2,
+                      lookahead=config.lookahead, states=states,
+                      feature_mean=tuple(network.feature_mean.tolist()),
+                      feature_std=tuple(network.feature_std.tolist()))  # fmt: skip
+
+
+def export_stream_onnx(network: DeepSpeech2, path: str | Path) -> StreamSpec:
+    """Write `StreamStep(network)` as ONNX (traced once at a steady-state step; the frame axes stay free)."""
+    spec = stream_spec(network)
+    m = 8  # output frames of the traced step
+    features = torch.zeros(1, spec.kernel - spec.time_stride + spec.time_stride * m, network.config.n_mels)
+    states = [torch.zeros(shape) for shape in spec.states.values()]
+    states[0] = torch.zeros(*spec.states["conv2_state"][:3], spec.kernel - 1)  # its steady size; the axis is free
+    names = list(spec.states)
+    axes = {"features": {1: "frames"}, "conv2_state": {3: "past"}, "log_probs": {1: "steps"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer and deprecation warnings about the TorchScript exporter
+        torch.onnx.export(StreamStep(network), (features, torch.tensor([m]), torch.tensor([m]), *states), str(path),
+                          dynamo=False, opset_version=OPSET, input_names=[*STEP_INPUTS, *names],
+                          output_names=[LOG_PROBS, *(f"{n}_out" for n in names)], dynamic_axes=axes)  # fmt: skip
+    return spec
+
+
+def offline_stream_reference(network: DeepSpeech2, audio: np.ndarray) -> np.ndarray:
+    """(T', V) log-probs of the offline PyTorch forward on the whole of `audio`, with PyTorch's own features."""
+    from asr.model import feature_extractor
+
+    features = feature_extractor(network)(torch.from_numpy(audio))  # (T, n_mels)
+    with torch.inference_mode():
+        log_probs, lengths = network.eval()(features[None], torch.tensor([len(features)]))
+    return log_probs[0, : lengths[0]].numpy()
+
+
+def onnx_stream_log_probs(model, audio: np.ndarray, chunks: Sequence[int]) -> np.ndarray:
+    """(T', V) log-probs of `audio` fed to an `OnnxStreamModel`'s encoder in chunks of the given sizes (cycled)."""
+    encoder, parts, start, i = model.encoder(), [], 0, 0
+    while start < len(audio):
+        parts.append(encoder.accept(audio[start : start + chunks[i % len(chunks)]]))
+        start, i = start + chunks[i % len(chunks)], i + 1
+    parts.append(encoder.finish())
+    return np.concatenate([p for p in parts if p is not None])
+
+
+def generated_audio(seconds: float, seed: int) -> np.ndarray:
+    """Noise bursts with a few tones (the audio of `generated_inputs`), float32."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tones = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(100, 4000, 3))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(1, 4) * t)
+    return (0.05 * (rng.standard_normal(n) + tones) * envelope).astype(np.float32)
+
+
+# (seconds, chunkings) of the streaming check: the whole file at once, 320 ms chunks, random sizes, and one
+# sample at a time on a short clip (a graph step every 2 feature frames: ~15 steps)
+STREAM_CASES = ((3.0, "whole"), (3.0, "320 ms"), (3.0, "random"), (0.3, "1 sample"), (0.02, "random"))
+
+
+def check_stream_log_probs(network: DeepSpeech2, model, cases=STREAM_CASES) -> float:
+    """The largest |log p_onnx stream - log p_torch offline| over the generated cases; prints one line each."""
+    worst = 0.0
+    for i, (seconds, chunking) in enumerate(cases):
+        audio = generated_audio(seconds, seed=i)
+        rng = np.random.default_rng(i)
+        chunks = {"whole": [len(audio)], "320 ms": [5120], "1 sample": [1]}.get(chunking)
+        chunks = chunks or [int(c) for c in rng.integers(1, 4000, 30)]
+        ours, theirs = onnx_stream_log_probs(model, audio, chunks), offline_stream_reference(network, audio)
+        if ours.shape != theirs.shape:
+            raise ExportError(f"the ONNX stream made {ours.shape} log-probs, the offline forward {theirs.shape}")
+        diff = float(np.abs(ours - theirs).max())
+        print(f"  {seconds:g} s in {chunking} chunks: max |log-prob difference| {diff:.2e}")
+        worst = max(worst, diff)
+    return worst
+
+
+def export_stream_verified(network: DeepSpeech2, tokenizer: Tokenizer, checkpoint: Path, out: Path,
+                           data_dir: str | Path) -> None:  # fmt: skip
+    """`export.py --streaming`: export the step graph, check the ONNX stream against the offline PyTorch forward
+    (within TOLERANCE, several chunkings) and the greedy transcripts of data_dir, and only then write `out`."""
+    from asr.infer import Recognizer, _log_probs
+    from asr.stream import streaming_obstacles
+
+    obstacles = streaming_obstacles(network.config)
+    if obstacles:
+        raise ExportError(f"{checkpoint}: cannot export a streaming graph: {' and '.join(obstacles)} — export it "
+                          "without --streaming, or train a streaming model (train.py --model stream)")  # fmt: skip
+    files = audio_files(data_dir)
+    tmp = temporary_path(out, "stream")
+    try:
+        spec = export_stream_onnx(network, tmp)
+        values = export_checkpoint_metadata(network, tokenizer, "none", checkpoint.name)
+        write_metadata(tmp, stream_metadata(values, spec))
+        model = load_onnx(tmp)
+        print(f"exported {checkpoint} as a streaming step graph (opset {OPSET}); ONNX stream vs offline PyTorch:")
+        worst = check_stream_log_probs(network, model)
+        if not worst <= TOLERANCE:
+            raise ExportError(f"{out}: the ONNX stream's log-probs differ from the offline PyTorch forward by "
+                              f"{worst:.2e} (> {TOLERANCE:g}) — not written; report the torch and onnxruntime "
+                              "versions")  # fmt: skip
+        print(f"max |log-prob difference| {worst:.2e} <= {TOLERANCE:g}")
+        reference = Recognizer(network, tokenizer, torch.device("cpu"), checkpoint, amp=False)
+        theirs = greedy_transcripts(lambda s: _log_probs(reference, s), files, tokenizer, data_dir)
+        ours = greedy_transcripts(lambda s: onnx_stream_log_probs(model, s, [5120]), files, tokenizer, data_dir)
+        differ = sorted(i for i in theirs.texts if theirs.texts[i] != ours.texts[i])
+        if differ:
+            shown = "; ".join(f"{i}: {theirs.texts[i]!r} vs {ours.texts[i]!r}" for i in differ[:3])
+            raise ExportError(f"{out}: greedy transcripts differ on {len(differ)} of {len(files)} recordings of "
+                              f"{data_dir} ({shown}) — not written")  # fmt: skip
+        print(f"greedy transcripts (320 ms chunks) identical on {len(files)} of {len(files)} recordings of {data_dir}")
+        tmp.replace(out)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, streaming step graph, fp32)")
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -20,9 +20,11 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE, log_mel
 from asr.errors import ASRError
+from asr.onnx_stream import LOG_PROBS, STEP_INPUTS, STREAM_FORMAT_VERSION, STREAM_FRONT_END, OnnxStreamModel, StreamSpec
 from asr.tokenizers import Tokenizer, tokenizer_from_state
 
-FORMAT_VERSION = 1  # of the metadata below; a reader refuses newer files
+FORMAT_VERSION = 1  # of the metadata below; a reader refuses files newer than the newest format it reads
+READS_UP_TO = 2  # 2: a streaming step graph (asr/onnx_stream.py; an offline export stays at 1)
 PREFIX = "asr."  # every metadata key of ours starts with this
 FRONT_END = "log-mel numpy (asr.audio.log_mel): per-utterance normalised"
 INPUTS = ("features", "lengths")  # graph input names, (B, T, n_mels) float32 and (B,) int64
@@ -77,27 +79,36 @@ def metadata(model_config: dict, tokenizer: Tokenizer, frame_rate: float, quanti
         "front_end": FRONT_END,
         "quantization": quantization,
         "source": source,
+        "kind": "offline",
     }
     return {PREFIX + k: v for k, v in values.items()}
 
 
+def stream_metadata(offline: dict, spec: StreamSpec) -> dict:
+    """`metadata` of a streaming step graph: format 2, kind "streaming", its front end and chunk/frames contract."""
+    values = {"format_version": str(STREAM_FORMAT_VERSION), "kind": "streaming", "front_end": STREAM_FRONT_END,
+              "stream": spec.to_json()}  # fmt: skip
+    return offline | {PREFIX + k: v for k, v in values.items()}
+
+
 def read_metadata(props: dict, path: str | Path) -> dict:
     """Our metadata from an ONNX file's {key: string} map -> {"tokenizer", "model_config", "frame_rate",
-    "quantization", "source"}; a file without it, or of a newer format, is refused with a message."""
+    "quantization", "source", "kind", "stream"}; a file without it, or of a newer format, is refused with a message."""
     if PREFIX + "format_version" not in props:
         raise OnnxModelError(
             f"{path}: not an ONNX model exported by this project (no '{PREFIX}format_version' metadata) — export "
             "one with `python export.py --checkpoint C --out model.onnx`"
         )
     version = int(props[PREFIX + "format_version"])
-    if version > FORMAT_VERSION:
+    if version > READS_UP_TO:
         raise OnnxModelError(
-            f"{path}: export format {version} is newer than this code reads ({FORMAT_VERSION}) — update the repository"
+            f"{path}: export format {version} is newer than this code reads ({READS_UP_TO}) — update the repository"
         )
     rate = int(props[PREFIX + "sample_rate"])
     if rate != SAMPLE_RATE:
         raise OnnxModelError(f"{path}: the model takes {rate} Hz audio, this code makes {SAMPLE_RATE} Hz features")
-    if props.get(PREFIX + "front_end") != FRONT_END:
+    kind = props.get(PREFIX + "kind", "offline")
+    if props.get(PREFIX + "front_end") != (STREAM_FRONT_END if kind == "streaming" else FRONT_END):
         raise OnnxModelError(f"{path}: unknown front end {props.get(PREFIX + 'front_end')!r} — re-export the model")
     state = json.loads(props[PREFIX + "tokenizer"])
     if state.get("kind") == "bpe":
@@ -108,12 +119,14 @@ def read_metadata(props: dict, path: str | Path) -> dict:
         "frame_rate": float(props[PREFIX + "frame_rate"]),
         "quantization": props.get(PREFIX + "quantization", "none"),
         "source": props.get(PREFIX + "source", ""),
+        "kind": kind,
+        "stream": StreamSpec.from_json(props[PREFIX + "stream"]) if kind == "streaming" else None,
     }
 
 
-def load_onnx(path: str | Path, threads: int | None = None) -> OnnxRecognizer:
-    """An exported model on onnxruntime's CPU provider; threads: intra-op threads (None: onnxruntime's default,
-    one per physical core)."""
+def load_onnx(path: str | Path, threads: int | None = None) -> "OnnxRecognizer | OnnxStreamModel":
+    """An exported model on onnxruntime's CPU provider (a streaming export: an `OnnxStreamModel` for asr.Stream);
+    threads: intra-op threads (None: onnxruntime's default, one per physical core)."""
     path = Path(path)
     if not path.is_file():
         raise OnnxModelError(f"{path}: no such file — export one with `python export.py --checkpoint C --out {path}`")
@@ -133,12 +146,18 @@ def load_onnx(path: str | Path, threads: int | None = None) -> OnnxRecognizer:
         raise OnnxModelError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
     meta = read_metadata(session.get_modelmeta().custom_metadata_map, path)
     names = tuple(i.name for i in session.get_inputs()), tuple(o.name for o in session.get_outputs())
-    if names != (INPUTS, OUTPUTS):
-        raise OnnxModelError(f"{path}: graph inputs/outputs are {names}, expected {(INPUTS, OUTPUTS)} — re-export it")
+    spec = meta["stream"]
+    expected = (INPUTS, OUTPUTS) if spec is None else ((*STEP_INPUTS, *spec.states),
+                                                       (LOG_PROBS, *(f"{n}_out" for n in spec.states)))  # fmt: skip
+    if names != expected:
+        raise OnnxModelError(f"{path}: graph inputs/outputs are {names}, expected {expected} — re-export it")
     tokenizer = meta["tokenizer"]
     if int(meta["model_config"]["vocab_size"]) != len(tokenizer):
         raise OnnxModelError(f"{path}: the model has {meta['model_config']['vocab_size']} outputs but its tokenizer "
                              f"{len(tokenizer)} tokens — re-export it")  # fmt: skip
+    if spec is not None:
+        return OnnxStreamModel(session, tokenizer, meta["model_config"], meta["frame_rate"], path,
+                               meta["quantization"], spec)  # fmt: skip
     return OnnxRecognizer(session, tokenizer, meta["model_config"], meta["frame_rate"], path, meta["quantization"])
 
 

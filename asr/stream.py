@@ -18,21 +18,25 @@ so the final text is exactly what the offline decoder makes of the same log-prob
 Algorithmic latency (`algorithmic_latency_ms`): a sound is final in the output once the model has heard its
 right context (`asr.model.right_context_ms`: STFT window, convolutions, lookahead) and the chunk that carried
 it has arrived: right context + chunk.
+
+A streaming model exported by `export.py --streaming` streams the same way without PyTorch: `asr.load_model` of
+that file gives an `asr.onnx_stream.OnnxStreamModel`, whose encoder runs the step graph on onnxruntime, and the
+decoders below are the same. So this module imports torch only where a checkpoint's network runs.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from asr.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, AudioError, LogMel, load_audio
 from asr.config import DecodeConfig, InferenceConfig, ModelConfig
-from asr.data import load_dataset
 from asr.decode import (
     _COMPACT_AFTER,
     Hypothesis,
@@ -48,21 +52,33 @@ from asr.decode import (
 from asr.errors import ASRError
 from asr.infer import Recognizer, _check_decoder, load_model
 from asr.lm import NGramLM, load_lm
-from asr.model import CLIP, DeepSpeech2, MaskedBatchNorm, conv_time_pads, frame_rate, right_context_ms
+from asr.onnx_runtime import OnnxRecognizer
+from asr.onnx_stream import OnnxStreamModel
 from asr.tokenizers import Tokenizer
+
+if TYPE_CHECKING:  # a checkpoint's network; an exported step graph (OnnxStreamModel) streams without torch
+    import torch
+
+    from asr.model import DeepSpeech2, MaskedBatchNorm
 
 
 class StreamError(ASRError, ValueError):
     """A model or input that cannot be streamed; the message says why and what to do."""
 
 
-def check_streamable(config: ModelConfig, source: str = "model") -> None:
-    """Raise StreamError unless the model's output at a moment depends on a bounded future only."""
+def streaming_obstacles(config: ModelConfig) -> list[str]:
+    """Why a model cannot stream (empty: it can): what makes its output depend on an unbounded future."""
     reasons = []
     if config.bidirectional:
         reasons.append("its recurrent layers are bidirectional (each output frame depends on the end of the audio)")
     if config.features != "global":
         reasons.append("its features are normalised per utterance (with statistics of the whole recording)")
+    return reasons
+
+
+def check_streamable(config: ModelConfig, source: str = "model") -> None:
+    """Raise StreamError unless the model's output at a moment depends on a bounded future only."""
+    reasons = streaming_obstacles(config)
     if reasons:
         raise StreamError(
             f"{source}: cannot stream: {' and '.join(reasons)} — train a streaming model "
@@ -72,11 +88,15 @@ def check_streamable(config: ModelConfig, source: str = "model") -> None:
 
 def algorithmic_latency_ms(config: ModelConfig, chunk_ms: float) -> float:
     """Right context of the model (STFT window, convolutions, lookahead) plus one chunk, in ms."""
+    from asr.model import right_context_ms
+
     return right_context_ms(config) + chunk_ms
 
 
 def latency_summary(config: ModelConfig, chunk_ms: float = 320.0) -> str:
     """One line: where the algorithmic latency of a streaming model comes from."""
+    from asr.model import conv_time_pads
+
     (_, future1), (_, future2) = conv_time_pads(config)
     hop = 1000 * HOP_LENGTH / SAMPLE_RATE
     parts = {
@@ -92,14 +112,15 @@ def latency_summary(config: ModelConfig, chunk_ms: float = 320.0) -> str:
 class Stream:
     """Chunk-by-chunk recognition with a streaming model (see the module docstring).
 
-    model: from `asr.load_model(path, device="cpu")` (a streaming checkpoint: `python train.py --model stream`).
+    model: from `asr.load_model(path, device="cpu")` (a streaming checkpoint: `python train.py --model stream`), or
+    `asr.load_model("stream.onnx")` (`python export.py --streaming`: onnxruntime, no torch).
     decoder, beam_size, lm, alpha, beta: as `asr.transcribe`; config: a full DecodeConfig instead (its decoder,
     beam and LM weights and pruning options; the LM still comes from `lm`).
     """
 
     def __init__(
         self,
-        model: Recognizer,
+        model: Recognizer | OnnxStreamModel,
         decoder: str = DecodeConfig.decoder,
         lm: str | Path | NGramLM | None = None,
         beam_size: int = DecodeConfig.beam_size,
@@ -107,15 +128,24 @@ class Stream:
         beta: float = DecodeConfig.beta,
         config: DecodeConfig | None = None,
     ) -> None:
-        check_streamable(model.network.config, str(model.checkpoint))
-        if model.device.type != "cpu":
-            raise StreamError(f"{model.checkpoint}: a Stream runs on the CPU — load it with device='cpu'")
+        if isinstance(model, OnnxRecognizer):
+            raise StreamError(f"{model.path}: an offline export cannot stream — export a streaming checkpoint with "
+                              "python export.py --streaming")  # fmt: skip
+        if not isinstance(model, OnnxStreamModel):
+            check_streamable(model.network.config, str(model.checkpoint))
+            if model.device.type != "cpu":
+                raise StreamError(f"{model.checkpoint}: a Stream runs on the CPU — load it with device='cpu'")
         config = config or DecodeConfig(decoder=decoder, beam_size=beam_size, alpha=alpha, beta=beta)
         _check_decoder(config.decoder, lm)
         if isinstance(lm, (str, Path)):
             lm = load_lm(lm)
         self.model, self.config, self.tokenizer = model, config, model.tokenizer
-        self._encoder = _StreamEncoder(model.network.eval())
+        if isinstance(model, OnnxStreamModel):
+            self._encoder, self._frame_rate = model.encoder(), model.frame_rate
+        else:
+            from asr.model import frame_rate
+
+            self._encoder, self._frame_rate = _StreamEncoder(model.network.eval()), frame_rate(model.network.config)
         self._decoder = _GreedyStream(self.tokenizer) if config.decoder == "greedy" else _BeamStream(
             self.tokenizer, config, lm
         )  # fmt: skip
@@ -124,17 +154,15 @@ class Stream:
         self.text: str | None = None  # the final text, once finished
         self._tokens: tuple[int, ...] = ()
 
-    @torch.inference_mode()
     def accept(self, samples: np.ndarray) -> str:
         """Take the next (n,) 16 kHz mono float32 samples (n >= 0); return the partial text (best so far)."""
         if self.text is not None:
             raise StreamError("stream: accept() after finish() — start a new Stream for the next utterance")
         samples = _checked(samples)
         self.samples += len(samples)
-        self._feed(self._encoder.accept(torch.from_numpy(samples)), final=False)
+        self._feed(self._encoder.accept(samples), final=False)
         return self._decoder.partial()
 
-    @torch.inference_mode()
     def finish(self) -> str:
         """End of the audio: flush every stage; return the final text (normalised words)."""
         if self.text is None:
@@ -156,10 +184,10 @@ class Stream:
         alignment of the decoder's labelling, as `inference.py --timestamps` places them."""
         if self.text is None:
             raise StreamError("stream: word_times() before finish() — the final text has no timestamps yet")
-        return word_timestamps(self.log_probs, self._tokens, self.tokenizer, frame_rate(self.model.network.config))
+        return word_timestamps(self.log_probs, self._tokens, self.tokenizer, self._frame_rate)
 
-    def _feed(self, log_probs: torch.Tensor | None, final: bool) -> None:
-        lp = np.zeros((0, len(self.tokenizer)), np.float32) if log_probs is None else log_probs.numpy()
+    def _feed(self, log_probs: np.ndarray | None, final: bool) -> None:
+        lp = np.zeros((0, len(self.tokenizer)), np.float32) if log_probs is None else log_probs
         if len(lp):
             self._log_probs.append(lp)
         self._decoder.push(lp, final)
@@ -185,6 +213,10 @@ class _StreamEncoder:
     """The network of DeepSpeech2.forward (batch of one, eval mode) run incrementally: samples -> log-prob frames."""
 
     def __init__(self, network: DeepSpeech2) -> None:
+        import torch
+
+        from asr.model import conv_time_pads
+
         config = network.config
         self.featurize = LogMel(config.n_mels, network.feature_mean.cpu(), network.feature_std.cpu(), center=False)
         self.pending = torch.zeros(N_FFT // 2)  # samples of incomplete windows; the centred STFT's leading zeros
@@ -197,8 +229,16 @@ class _StreamEncoder:
         self.ahead = network.rnns[-1].forward_rnn.hidden_size if tau else 0
         self.lookahead_buffer = torch.zeros(1, self.ahead, 0)  # (1, hidden, <= tau) frames awaiting their future
 
-    def accept(self, samples: torch.Tensor) -> torch.Tensor | None:
+    def accept(self, samples: np.ndarray) -> np.ndarray | None:
         """(n,) samples -> (frames, V) log-probs that are now final (None: none yet)."""
+        import torch
+
+        with torch.inference_mode():
+            return self._accept(torch.from_numpy(samples))
+
+    def _accept(self, samples: torch.Tensor) -> np.ndarray | None:
+        import torch
+
         self.pending = torch.cat([self.pending, samples])
         frames = (len(self.pending) - N_FFT) // HOP_LENGTH + 1 if len(self.pending) >= N_FFT else 0
         if frames <= 0:
@@ -207,14 +247,26 @@ class _StreamEncoder:
         self.pending = self.pending[frames * HOP_LENGTH :]
         return self._network(features, final=False)
 
-    def finish(self) -> torch.Tensor | None:
+    def finish(self) -> np.ndarray | None:
         """The remaining frames: the STFT's trailing zeros, then each stage's future padding."""
+        import torch
+
+        with torch.inference_mode():
+            return self._finish()
+
+    def _finish(self) -> np.ndarray | None:
+        import torch
+
         pending = torch.cat([self.pending, torch.zeros(N_FFT // 2)])
         frames = (len(pending) - N_FFT) // HOP_LENGTH + 1 if len(pending) >= N_FFT else 0
         features = self.featurize(pending[: (frames - 1) * HOP_LENGTH + N_FFT]) if frames > 0 else None
         return self._network(features, final=True)
 
-    def _network(self, features: torch.Tensor | None, final: bool) -> torch.Tensor | None:
+    def _network(self, features: torch.Tensor | None, final: bool) -> np.ndarray | None:
+        import torch
+
+        from asr.model import MaskedBatchNorm
+
         net = self.network
         x = None if features is None else features.T[None, None]  # (1, 1, n_mels, frames)
         for conv in self.convs:
@@ -232,10 +284,13 @@ class _StreamEncoder:
         if x is None or x.shape[-1] == 0:
             return None
         x = net.head_norm(x, torch.ones(1, x.shape[-1], dtype=torch.bool)).transpose(1, 2)  # (1, frames', hidden)
-        return net.head(x).float().log_softmax(dim=-1)[0]  # (frames', V)
+        return net.head(x).float().log_softmax(dim=-1)[0].numpy()  # (frames', V)
 
     def _lookahead(self, x: torch.Tensor | None, final: bool) -> torch.Tensor | None:
         """Frames whose `tau` future frames have arrived (at the end: zeros), through the lookahead convolution."""
+        import torch
+        import torch.nn.functional as F
+
         tau = self.network.lookahead.tau
         parts = [self.lookahead_buffer] + ([x] if x is not None else [])
         if final:
@@ -260,6 +315,11 @@ class _TimeConv:
 
     def __call__(self, x: torch.Tensor | None, final: bool) -> torch.Tensor | None:
         """New input frames (1, C, F, n) or None -> the output frames now computable (1, C', F', m) or None."""
+        import torch
+        import torch.nn.functional as F
+
+        from asr.model import CLIP
+
         if x is None and (self.buffer is None or not final):
             return None
         if self.buffer is None:
@@ -411,6 +471,11 @@ def stream_files(config: InferenceConfig, decode_config: DecodeConfig, lm: NGram
     """inference.py --stream: every file of --data_dir / --dataset through its own Stream on the CPU, --chunk_ms at a
     time; prints each utterance's timings and a summary, writes <out>/stream.json. Returns ({id: (T', V) log-probs},
     {id: reference}, tokenizer, output frames per second, {id: (final text, labelling)})."""
+    import torch
+
+    from asr.data import load_dataset
+    from asr.model import frame_rate
+
     model = load_model(config.checkpoint, "cpu")
     check_streamable(model.network.config, str(config.checkpoint))
     chunk = round(config.chunk_ms * SAMPLE_RATE / 1000)
@@ -451,6 +516,8 @@ def stream_files(config: InferenceConfig, decode_config: DecodeConfig, lm: NGram
 
 def _timing_summary(timings: dict[str, StreamTiming], chunk_ms: float, config: ModelConfig) -> dict:
     """Corpus figures: RTF (all compute over all audio), per-chunk and final-latency mean/max in ms."""
+    import torch
+
     chunks = [s for t in timings.values() for s in t.chunk_seconds]
     finals = [t.final_latency for t in timings.values()]
     compute = sum(chunks) + sum(t.finish_seconds for t in timings.values())

@@ -97,7 +97,7 @@ def test_metadata_round_trip_and_a_file_without_it_is_refused(tmp_path):
     assert (back["model_config"], back["frame_rate"], back["quantization"], back["source"]) == (config, 25.0, "int8",
                                                                                                   "x.pt")  # fmt: skip
     with pytest.raises(OnnxModelError, match="newer than this code reads"):
-        read_metadata(props | {"asr.format_version": "2"}, "m.onnx")
+        read_metadata(props | {"asr.format_version": "3"}, "m.onnx")
 
     bare = tmp_path / "bare.onnx"
     export_onnx(DeepSpeech2(MODEL_PRESETS["tiny"]), bare)  # the graph alone, no metadata
@@ -224,3 +224,29 @@ def test_a_venv_without_torch_transcribes_the_example_set(exported, tmp_path):
     texts = _transcribe_in(python, onnx_file, tmp_path)
     reference = asr.load_model(checkpoint, device="cpu")
     assert {p: t[0] for p, t in texts.items()} == {p: asr.transcribe(reference, p) for p in texts}
+
+
+# inference.py --onnx in a fresh interpreter where torch cannot be imported (None in sys.modules makes `import torch`
+# raise ImportError and importlib.util.find_spec("torch") return None, as in an environment without it).
+_NO_TORCH = """
+import runpy, sys
+sys.modules["torch"] = sys.modules["torchaudio"] = None
+sys.argv = ["inference.py", *sys.argv[1:]]
+try:
+    runpy.run_path("inference.py", run_name="__main__")
+finally:
+    assert not [m for m, v in sys.modules.items() if m.split(".")[0] in ("torch", "torchaudio") and v is not None]
+"""
+
+
+def test_inference_onnx_runs_where_torch_cannot_be_imported(exported, subset, tmp_path):
+    _, onnx_file, _ = exported
+    flags = ["--onnx", str(onnx_file), "--data_dir", str(subset), "--decoder", "beam_lm", "--lm", str(LM)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", _NO_TORCH, *flags, "--out", str(tmp_path / "free")], cwd=REPO,
+                         env=env, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "onnx: " in run.stdout and "WER" in run.stdout
+    assert inference.main([*flags, "--out", str(tmp_path / "here")]) == 0  # the same run, torch importable
+    for utt in SUBSET:
+        assert (tmp_path / "free" / f"{utt}.txt").read_text() == (tmp_path / "here" / f"{utt}.txt").read_text()
