@@ -93,7 +93,7 @@ class BeamOptions:
     merge_beams: bool = _f(
         True,
         "beam_lm: merge prefixes the LM can no longer tell apart (same LM state, partial word and last token), "
-        "adding up their probabilities, so the beam holds more distinct ones",
+        "keeping the most probable, so the beam holds more distinct ones",
     )
 
     def __post_init__(self) -> None:

@@ -11,8 +11,9 @@ leading space, two in a row, a trailing one) are one prefix, their probabilities
 and no pruning the result is the exact most probable text. Word language models are fused as
 `log p_ctc + alpha * log p_lm + beta * words` (shallow fusion), scored when a word completes; see `beam_search`
 (and `_WordTracker`) for the policy on partial words.
-With an LM, `merge_beams` (on by default) also merges prefixes whose futures the LM cannot tell apart, summing
-their probabilities: a hypothesis then stands for several texts, and the beam holds more distinct ones. Every
+With an LM, `merge_beams` (on by default) also merges prefixes whose futures the LM cannot tell apart: the most
+probable keeps its own probability and the others are dropped (no continuation of theirs can beat its), so the beam
+holds more distinct ones and every score stays the score of its own text. Every
 option and its default is in one frozen object, `asr.config.BeamOptions`, shared with inference.py and
 `asr.transcribe`.
 
@@ -22,13 +23,13 @@ option and its default is in one frozen object, `asr.config.BeamOptions`, shared
 Implementation notes, for speed in pure Python: prefixes are nodes of a trie (an int per prefix, children found by
 one dict lookup); probabilities are kept in linear space and rescaled when they get small (sums are plain additions
 instead of log-add-exp); the LM factor of a prefix is multiplied into its probabilities when the prefix is created,
-so merging stays exact and underflow is handled by the same rescaling; candidate tokens of every frame are chosen up
+so merging compares fused scores, and underflow is handled by rescaling; candidate tokens of every frame are chosen up
 front with numpy, and with an LM each prefix carries per-token upper bounds of its LM factor (a letter that starts
 no LM word costs at least unk_offset) checked before an extension is made; runs of frames where the blank is the
 only candidate cost O(1) and runs where one same token is the only candidate are merged into one frame (both exact);
 extensions that would fall below the beam threshold of a running lower bound of the frame's best are never made, and
 when a frame can produce more prefixes than the beam holds, a heap of the best new ones skips the rest (exact
-without merging; with it, a skipped prefix's small mass is not added to the one it would have joined).
+without merging; with it, merging may leave room that a skipped prefix would have taken).
 The trie is compacted now and then: nodes that no live prefix needs are dropped, so memory follows the beam,
 not the utterance. Measured speed, memory and WER, against pyctcdecode: docs/decoder-benchmark.md (figures live
 there, with the command that produced them, not in docstrings).
@@ -112,10 +113,10 @@ class Hypothesis:
     """One decoded text, represented by its most probable labelling. score = am_score + lm_score (natural logs).
 
     The hypothesis stands for every labelling of its text the search kept (those that differ in word boundaries,
-    and with `merge_beams` those merged into it, see `beam_search`): score sums their fused probabilities, and
-    lm_score is the reported labelling's. So am_score is the group's CTC log-probability (every labelling of one
-    text has the same LM score, unless some hold an apostrophe-only word), as far as the search kept its
-    alignments: pruning drops some, so it is a lower bound, exact with pruning off and a wide enough beam."""
+    see `beam_search`): score sums their fused probabilities, and lm_score is the reported labelling's. So am_score
+    is the text's CTC log-probability (every labelling of one text has the same LM score, unless some hold an
+    apostrophe-only word), as far as the search kept its alignments: pruning (and `merge_beams`, which drops
+    prefixes) loses some, so it is a lower bound, exact with pruning off and a wide enough beam."""
 
     text: str  # normalised words
     score: float  # fused score used for ranking: log p_ctc + alpha log p_lm + beta words (+ OOV offsets)
@@ -164,9 +165,12 @@ def beam_search(
         characters (at least once) until it completes and the LM scores it instead: hopeless spellings drop out
         early and glued non-words pay as they grow (policy: `_WordTracker`).
       merge_beams: with an LM, merge the prefixes it can no longer tell apart (same LM state, partial word and
-        last token): the most probable carries the sum of their probabilities, so a hypothesis stands for every
-        labelling merged into it and its score sums them. Ignored without an LM. On by default; switch it off
-        for the exact score of single labellings.
+        last token): the most probable is kept with its own probability and the others are dropped (as
+        pyctcdecode's prune_history does): they share its future, so they trail it (unless their mass ending in a
+        blank is larger and the next token repeats the last one) and only take beam slots. Their probabilities
+        are not added to it: a sum would score a text with other texts' mass, which picked worse texts on
+        uncertain outputs (docs/decoder-benchmark.md). Ignored without an LM. On by default; switch it off for
+        an exact search.
       Pruning (pass -inf / None / 1.0 / inf / None to switch each off):
         token_min_logp: per frame, tokens below this log-probability are skipped (the frame's best never is).
         top_k: per frame, at most this many candidate tokens, blank included.
@@ -594,7 +598,7 @@ class _PrefixTrie:
 
     Per-node data sit in flat lists indexed by node id (a list index is cheaper than an attribute of a node
     object in the hot loop). Nodes are made in one place, `_Beam.extend`. With an LM, `words` holds each node's
-    word state and the factor its probabilities were multiplied by on entering it, so merging stays exact.
+    word state and the factor its probabilities were multiplied by on entering it, so merging compares fused scores.
     """
 
     def __init__(self, vocab_size: int, words: _WordTracker | None, vocab: list[str] | None = None) -> None:
@@ -861,12 +865,12 @@ def _ties_by_tokens(ranked: list[tuple], tokens) -> list[tuple]:
 
 
 def _merge(new_b: dict[int, float], new_nb: dict[int, float], merge_key: list[tuple]) -> None:
-    """Fold the prefixes of a frame that the LM cannot tell apart into one, in place (see beam_search).
+    """Keep one prefix of each group of a frame's prefixes that the LM cannot tell apart, in place (see beam_search).
 
     Equal LM state, partial word and last token (merge_key[node]) mean equal futures: every extension
-    multiplies their masses by the same probabilities and LM factors. So their sum evolves as one prefix's would,
-    and the member with the largest mass of its own carries it (ties: the earlier in new_nb), so that the
-    reported labelling is the group's most probable. new_nb holds every node of new_b (0.0 where it has none).
+    multiplies their masses by the same probabilities and LM factors. The member with the largest mass (ties: the
+    earlier in new_nb) is kept as it is and the others are dropped; their masses are not added to it, so every
+    prefix's probability stays that of its own text. new_nb holds every node of new_b (0.0 where it has none).
     """
     first: dict = {}  # (lm_state, partial, last token) -> the first node of the group
     groups: dict = {}  # the same key -> every node of a group with more than one, in new_nb's order
@@ -887,9 +891,8 @@ def _merge(new_b: dict[int, float], new_nb: dict[int, float], merge_key: list[tu
         keep = max(members, key=lambda n: new_nb[n] + b_get(n, 0.0))  # the first of equal ones
         for node in members:
             if node != keep:
-                new_nb[keep] += new_nb.pop(node)
-                if node in new_b:
-                    new_b[keep] = b_get(keep, 0.0) + new_b.pop(node)
+                del new_nb[node]
+                new_b.pop(node, None)
 
 
 def _search(
