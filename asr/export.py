@@ -144,6 +144,15 @@ def greedy_transcripts(
     return Transcripts(texts, score(pairs) if pairs else None)
 
 
+def check_greedy_agrees(out: Path, theirs: Transcripts, ours: Transcripts, files: Sequence[Path], data_dir) -> None:
+    """Refuse the export unless the exported graph's greedy transcripts equal PyTorch's on every file."""
+    differ = sorted(i for i in theirs.texts if theirs.texts[i] != ours.texts[i])
+    if differ:
+        shown = "; ".join(f"{i}: {theirs.texts[i]!r} vs {ours.texts[i]!r}" for i in differ[:3])
+        raise ExportError(f"{out}: greedy transcripts differ on {len(differ)} of {len(files)} recordings of "
+                          f"{data_dir} ({shown}) — not written")  # fmt: skip
+
+
 def temporary_path(out: Path, tag: str) -> Path:
     """A file name beside `out` (same folder, so the final rename is atomic) for a file still being checked."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -217,11 +226,7 @@ def export_verified(network: DeepSpeech2, tokenizer: Tokenizer, checkpoint: Path
         reference = Recognizer(network, tokenizer, torch.device("cpu"), checkpoint, amp=False)
         theirs = greedy_transcripts(lambda s: _log_probs(reference, s), files, tokenizer, data_dir)
         ours = greedy_transcripts(lambda s: onnx_model.log_probs([s])[0], files, tokenizer, data_dir)
-        differ = sorted(i for i in theirs.texts if theirs.texts[i] != ours.texts[i])
-        if differ:
-            shown = "; ".join(f"{i}: {theirs.texts[i]!r} vs {ours.texts[i]!r}" for i in differ[:3])
-            raise ExportError(f"{out}: greedy transcripts differ on {len(differ)} of {len(files)} recordings of "
-                              f"{data_dir} ({shown}) — not written")  # fmt: skip
+        check_greedy_agrees(out, theirs, ours, files, data_dir)
         print(f"greedy transcripts identical on {len(files)} of {len(files)} recordings of {data_dir}")
         if quantize != "none":
             static = quantize == "int8"  # int8: static, calibrated on data_dir; int8-dynamic: dynamic
@@ -426,11 +431,7 @@ def export_stream_verified(network: DeepSpeech2, tokenizer: Tokenizer, checkpoin
         reference = Recognizer(network, tokenizer, torch.device("cpu"), checkpoint, amp=False)
         theirs = greedy_transcripts(lambda s: _log_probs(reference, s), files, tokenizer, data_dir)
         ours = greedy_transcripts(lambda s: onnx_stream_log_probs(model, s, [5120]), files, tokenizer, data_dir)
-        differ = sorted(i for i in theirs.texts if theirs.texts[i] != ours.texts[i])
-        if differ:
-            shown = "; ".join(f"{i}: {theirs.texts[i]!r} vs {ours.texts[i]!r}" for i in differ[:3])
-            raise ExportError(f"{out}: greedy transcripts differ on {len(differ)} of {len(files)} recordings of "
-                              f"{data_dir} ({shown}) — not written")  # fmt: skip
+        check_greedy_agrees(out, theirs, ours, files, data_dir)
         print(f"greedy transcripts (320 ms chunks) identical on {len(files)} of {len(files)} recordings of {data_dir}")
         tmp.replace(out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, streaming step graph, fp32)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_stream import CHARS, TINY_STREAM, offline_log_probs, random_stream_model
+from test_stream import CHARS, TINY_STREAM, feed, offline_log_probs, random_stream_model
 
 import asr
 import export
@@ -56,16 +56,6 @@ def exported(tmp_path_factory) -> tuple[Path, Path, str]:
 def speech() -> np.ndarray:
     """A recording of data/example (2.6 s)."""
     return load_audio(EXAMPLE / "audio" / f"{SUBSET[0]}.flac")
-
-
-def feed(stream: Stream, audio: np.ndarray, sizes: list[int]) -> list[str]:
-    """Feed `audio` in chunks of `sizes` (cycled); the partial after each; then finish."""
-    partials, start, i = [], 0, 0
-    while start < len(audio):
-        partials.append(stream.accept(audio[start : start + sizes[i % len(sizes)]]))
-        start, i = start + sizes[i % len(sizes)], i + 1
-    stream.finish()
-    return partials
 
 
 def test_streaming_export_verifies_then_writes_a_step_graph_with_its_metadata(exported):
