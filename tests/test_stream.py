@@ -257,22 +257,26 @@ def test_bad_input_to_a_stream_is_refused(speech):
         stream.accept(speech[:10])
 
 
-def test_the_streaming_example_runs(tmp_path, monkeypatch, capsys):
-    """docs/streaming.md's Python example (the README's "Streaming" section), with an untrained streaming model."""
+def run_example(example: str, name: str, tmp_path, monkeypatch, capsys) -> tuple[list[str], np.ndarray]:
+    """Run a documented streaming example in a folder holding an untrained streaming checkpoint at
+    runs/stream/best.pt and the example recording; returns its printed lines and the recording."""
     repo = Path(__file__).resolve().parents[1]
-    text = (repo / "docs/streaming.md").read_text()
-    example = text.split("```python\n", 1)[1].split("```", 1)[0]
     save_checkpoint(tmp_path / "runs/stream/best.pt", model_state(random_stream_model().network, CHARS))
     (tmp_path / "data/example/audio").mkdir(parents=True)
     shutil.copy(repo / "data/example/audio/en-gb+Andy-000034.flac", tmp_path / "data/example/audio")
     monkeypatch.chdir(tmp_path)
-    exec(compile(example, "docs/streaming.md", "exec"), {})
-    printed = capsys.readouterr().out.splitlines()
-    model = asr_model(tmp_path / "runs/stream/best.pt")
-    samples = load_audio(tmp_path / "data/example/audio/en-gb+Andy-000034.flac")
+    exec(compile(example, name, "exec"), {})
+    return capsys.readouterr().out.splitlines(), load_audio(tmp_path / "data/example/audio/en-gb+Andy-000034.flac")
+
+
+def test_the_streaming_example_runs(tmp_path, monkeypatch, capsys):
+    """docs/streaming.md's Python example, with an untrained streaming model."""
+    text = (Path(__file__).resolve().parents[1] / "docs/streaming.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    printed, samples = run_example(example, "docs/streaming.md", tmp_path, monkeypatch, capsys)
     chunks = -(-len(samples) // 5120)
     assert [line[:8] for line in printed[:2]] == [" 0.32 s ", " 0.64 s "] and len(printed) > chunks
-    final = Stream(model, decoder="beam", beam_size=8)
+    final = Stream(asr_model(tmp_path / "runs/stream/best.pt"), decoder="beam", beam_size=8)
     feed(final, samples, [len(samples)])
     words = [line.split("  ", 1)[1] for line in printed[chunks:]]
     assert " ".join(words) == final.text  # one line per word of the final text
@@ -280,16 +284,9 @@ def test_the_streaming_example_runs(tmp_path, monkeypatch, capsys):
 
 def test_the_readme_streaming_example_runs(tmp_path, monkeypatch, capsys):
     """README.md's "Streaming" example, with an untrained streaming model: it prints partials, then the final."""
-    repo = Path(__file__).resolve().parents[1]
-    section = (repo / "README.md").read_text().split("## Streaming\n", 1)[1]
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("## Streaming\n", 1)[1]
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
-    save_checkpoint(tmp_path / "runs/stream/best.pt", model_state(random_stream_model().network, CHARS))
-    (tmp_path / "data/example/audio").mkdir(parents=True)
-    shutil.copy(repo / "data/example/audio/en-gb+Andy-000034.flac", tmp_path / "data/example/audio")
-    monkeypatch.chdir(tmp_path)
-    exec(compile(example, "README.md", "exec"), {})
-    printed = capsys.readouterr().out.splitlines()
-    samples = load_audio(tmp_path / "data/example/audio/en-gb+Andy-000034.flac")
+    printed, samples = run_example(example, "README.md", tmp_path, monkeypatch, capsys)
     final = Stream(asr_model(tmp_path / "runs/stream/best.pt"), decoder="beam", beam_size=8)
     feed(final, samples, [len(samples)])
     assert len(printed) == -(-len(samples) // 5120) + 1 and printed[-1] == final.text
