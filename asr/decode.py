@@ -601,13 +601,13 @@ class _PrefixTrie:
     word state and the factor its probabilities were multiplied by on entering it, so merging compares fused scores.
     """
 
-    def __init__(self, vocab_size: int, words: _WordTracker | None, vocab: list[str] | None = None) -> None:
-        self.vocab_size = vocab_size
+    def __init__(self, vocab: list[str], words: _WordTracker | None) -> None:
+        self.vocab_size = vocab_size = len(vocab)
         # Per token: does it only mark a word boundary (" ", a lone "▁")? Such a token after another one, or at
         # the start, leaves the text as it was, so it leads back to the same prefix (`_Beam.extend`). The empty
         # prefix's `last` is the first of them, as if the utterance began with one: the same rule then folds
         # leading boundaries into it.
-        begins, letters = _word_parts(vocab) if vocab is not None else ([], [])
+        begins, letters = _word_parts(vocab)
         self.loop = [b and not piece for b, piece in zip(begins, letters, strict=True)] or [False] * vocab_size
         self.parent = [-1]  # per node: the node one token shorter
         self.last = [self.loop.index(True) if any(self.loop) else -1]  # per node: its last token
@@ -905,7 +905,7 @@ def _search(
     merge: bool = False,
 ) -> list[Hypothesis]:
     """The prefix beam search over `_candidates`' frames, best hypothesis first (see `beam_search`)."""
-    trie = _PrefixTrie(len(vocab), words, vocab)
+    trie = _PrefixTrie(vocab, words)
     beam = _Beam(trie, beam_size, beam_threshold, merge)
     extend, prune, blank_frame = beam.extend, beam.prune, beam.blank_frame
     nodes = trie.parent  # one entry per trie node (compact changes it in place)

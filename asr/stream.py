@@ -373,7 +373,7 @@ class _BeamStream:
         self.words = (
             _WordTracker(self.vocab, lm, config.alpha, config.beta, config.unk_offset) if lm is not None else None
         )
-        self.trie = _PrefixTrie(len(self.vocab), self.words)
+        self.trie = _PrefixTrie(self.vocab, self.words)
         self.beam = _Beam(self.trie, config.beam_size, config.beam_threshold, config.merge_beams)
         self.held = np.zeros((0, len(self.vocab)), dtype=np.float32)  # (frames, V) not yet searched
         self.compact_at = _COMPACT_AFTER

@@ -458,7 +458,7 @@ def test_merging_keeps_the_more_probable_of_the_texts_the_lm_cannot_tell_apart(t
 
 def test_merge_keeps_the_more_probable_of_prefixes_with_equal_word_states():
     lm = load_lm(FIXTURES / "flow_in.arpa")
-    trie = decode._PrefixTrie(len(FLOW), decode._WordTracker(FLOW.vocab, lm, 1.0, 0.0, -10.0))
+    trie = decode._PrefixTrie(FLOW.vocab, decode._WordTracker(FLOW.vocab, lm, 1.0, 0.0, -10.0))
     node = {}
     for prefix in ["f", "fl", "flo", "flow", "flow ", "flow  ", "flowi", "flow i", "flow  i"]:
         parent = node.get(prefix[:-1], 0)
@@ -535,7 +535,7 @@ def test_beam_search_without_options_decodes_as_inference_py_does(tmp_path):
 
 
 def test_compact_keeps_the_live_prefixes_and_their_ancestors_only():
-    trie = decode._PrefixTrie(len(AB), None)
+    trie = decode._PrefixTrie(AB.vocab, None)
     for prefix in ["a", "ab", "abb", "b", "ba", "bab", "aa"]:
         parent = trie.children[0 * 4 + AB.vocab.index(prefix[0])] if len(prefix) > 1 else 0
         for c in prefix[1:-1]:
