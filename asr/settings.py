@@ -14,6 +14,8 @@ from asr.batching import auto_batch_seconds
 from asr.checkpoint import load_checkpoint
 from asr.config import (
     AUGMENT_PRESETS,
+    FINE_TUNING,
+    FINE_TUNING_SOURCES,
     FIXED_ON_RESUME,
     MODEL_PRESETS,
     RECIPE_SOURCES,
@@ -49,7 +51,8 @@ def resolve_config(argv: list[str] | None, description: str | None = None) -> tu
     given = given_flags(argv, TrainConfig, ModelConfig, AugmentConfig)
     train, arch, aug = given["TrainConfig"], given["ModelConfig"], given["AugmentConfig"]
     if "resume" not in train:
-        config = TrainConfig(**(RECIPES[recipe_name(train.get("dataset", TrainConfig.dataset))] | train))
+        defaults, _ = recipe_defaults(train.get("dataset", TrainConfig.dataset), "init_from" in train)
+        config = TrainConfig(**(defaults | train))
         config, model = architecture(config, train, arch)
         augment = replace(AUGMENT_PRESETS[config.augment], **aug)
         return Settings(batch_rule(size_for_machine(config, model), given_lr="lr" in train), model, augment), None
@@ -135,16 +138,27 @@ def batch_rule(config: TrainConfig, given_lr: bool) -> TrainConfig:
     return replace(config, lr=lr)
 
 
+def recipe_defaults(dataset: str, fine_tuning: bool) -> tuple[dict, dict]:
+    """The defaults a new run starts from, and where each comes from: the dataset's recipe, for an --init_from run
+    over FINE_TUNING's (a recipe is specific to its data: LibriSpeech keeps its own learning rate)."""
+    name = recipe_name(dataset)
+    if not fine_tuning:
+        return RECIPES[name], RECIPE_SOURCES[name]
+    return FINE_TUNING | RECIPES[name], FINE_TUNING_SOURCES | RECIPE_SOURCES[name]
+
+
 def print_recipe(config: TrainConfig) -> None:
-    """The recipe's values as this run uses them, each with where it comes from (asr/config.py RECIPE_SOURCES)."""
-    name = recipe_name(config.dataset)
-    print(f"recipe: {name} (defaults in asr/config.py RECIPES; any flag overrides them)")
-    for key, default in RECIPES[name].items():
+    """The recipe's values as this run uses them, each with where it comes from (asr/config.py RECIPE_SOURCES,
+    FINE_TUNING_SOURCES)."""
+    name = recipe_name(config.dataset) + (" + fine-tuning" if config.init_from else "")
+    tables = "RECIPES, FINE_TUNING" if config.init_from else "RECIPES"
+    print(f"recipe: {name} (defaults in asr/config.py {tables}; any flag overrides them)")
+    defaults, sources = recipe_defaults(config.dataset, config.init_from is not None)
+    for key, default in defaults.items():
         value = getattr(config, key)
-        note = RECIPE_SOURCES[name].get(key, "")
         shown = f"{value:.3g}" if isinstance(value, float) else f"{value}"
         shown += "" if value == default or default is None else f" (recipe: {default})"
-        print(f"  {key} = {shown}  # {note}")
+        print(f"  {key} = {shown}  # {sources.get(key, '')}")
 
 
 def size_for_machine(config: TrainConfig, model: ModelConfig | None = None) -> TrainConfig:

@@ -11,9 +11,9 @@ from loopback import LoopbackServer
 import download_weights
 import train
 from asr.checkpoint import model_state, save_checkpoint
-from asr.config import MODEL_PRESETS
+from asr.config import FINE_TUNING, MODEL_PRESETS, RECIPES, TrainConfig
 from asr.model import DeepSpeech2
-from asr.settings import resolve_config
+from asr.settings import print_recipe, resolve_config
 from asr.text import BLANK, LETTERS
 from asr.tokenizers import CharTokenizer
 
@@ -68,6 +68,22 @@ def test_flags_that_contradict_the_checkpoint_are_refused(tmp_path, tiny_set, so
         train.main(_finetune(tiny_set, tmp_path / "ft", source, "--rnn_hidden", "32", "--model", "small"))
     settings, _ = resolve_config(_finetune(tiny_set, tmp_path / "ft", source, "--model", "tiny", "--rnn_layers", "1"))
     assert settings.model == MODEL_PRESETS["tiny"]  # agreeing flags, and the folder recipe's default `small`, are fine
+
+
+def test_a_fine_tuning_run_starts_from_the_fine_tuning_defaults(tmp_path, tiny_set, source, capsys):
+    settings, _ = resolve_config(_finetune(tiny_set, tmp_path / "ft", source))
+    assert {key: getattr(settings.train, key) for key in FINE_TUNING} == FINE_TUNING
+    given, _ = resolve_config(_finetune(tiny_set, tmp_path / "ft", source, "--lr", "3e-3", "--freeze", "encoder"))
+    assert (given.train.lr, given.train.freeze) == (3e-3, "encoder")  # flags still win
+    scratch, _ = resolve_config(["--dataset", str(tiny_set), "--runs_dir", str(tmp_path / "new")])
+    assert scratch.train.warmup == TrainConfig.warmup != FINE_TUNING["warmup"]
+    librispeech = ["--dataset", "train-clean-100", "--runs_dir", str(tmp_path / "ls")]
+    fine_tuned, _ = resolve_config([*librispeech, "--init_from", str(source)])
+    assert fine_tuned.train.lr == resolve_config(librispeech)[0].train.lr  # its recipe's lr wins over FINE_TUNING
+    assert fine_tuned.train.warmup == RECIPES["librispeech"]["warmup"]
+    print_recipe(given.train)
+    printed = capsys.readouterr().out
+    assert "recipe: folder + fine-tuning" in printed and f"lr = 0.003 (recipe: {FINE_TUNING['lr']})" in printed
 
 
 def test_a_tokenizer_that_cannot_spell_the_data_is_refused(tmp_path, tiny_set):
