@@ -417,9 +417,7 @@ RECIPE_SOURCES: dict[str, dict[str, str]] = {
 # these are the best measured (docs/pretraining.md#fine-tuning-defaults-learning-rate-and-freeze).
 # Nothing is frozen: a freeze counted in epochs would outlast a short run.
 FINE_TUNING: dict = {"lr": 2e-3, "warmup": 0.05, "freeze": "none", "freeze_epochs": 0}
-FINE_TUNING_SOURCES: dict[str, str] = {
-    key: "docs/pretraining.md: LJSpeech fine-tuning sweep" for key in ("lr", "warmup", "freeze", "freeze_epochs")
-}
+FINE_TUNING_SOURCES: dict[str, str] = {key: "docs/pretraining.md: LJSpeech fine-tuning sweep" for key in FINE_TUNING}
 # --batch_seconds auto off CUDA (on CUDA it is probed, asr/batching.py): CPUs are compute-bound, so a bigger
 # batch buys nothing there.
 DEVICE_BATCH_SECONDS = {"mps": 100.0, "cpu": 60.0}
